@@ -140,7 +140,7 @@ def read_svhn(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         mat = loadmat(path, variable_names=("X", "y"))
         x, y = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1)
-    except (OSError, ValueError, KeyError, TypeError, zlib.error) as err:
+    except (OSError, ValueError, KeyError, TypeError, IndexError, zlib.error) as err:
         raise CorruptDataError(f"{path} is not a readable SVHN .mat file: {err}") from err
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != len(y):
         raise CorruptDataError(f"{path}: X {x.shape} and y {y.shape} are not 32x32x3xN and N")

@@ -32,8 +32,8 @@ def noise_images(
     if kind == "uniform":
         images = jax.random.randint(key, full, 0, 256, dtype=jnp.int32)
     elif kind == "gaussian":
-        mean = jnp.broadcast_to(jnp.asarray(mean, jnp.float32), (shape[-1],))
-        std = jnp.broadcast_to(jnp.asarray(std, jnp.float32), (shape[-1],))
+        mean = jnp.broadcast_to(jnp.asarray(mean, jnp.float32), (shape[-1],)).reshape(1, 1, 1, -1)
+        std = jnp.broadcast_to(jnp.asarray(std, jnp.float32), (shape[-1],)).reshape(1, 1, 1, -1)
         unit = mean + std * jax.random.normal(key, full, dtype=jnp.float32)
         images = jnp.round(jnp.clip(unit, 0.0, 1.0) * 255.0)
     else:

@@ -118,4 +118,4 @@ def normalize(images, mean, std) -> jax.Array:
         concrete_std = None
     if concrete_std is not None and np.any(concrete_std <= 0):
         raise ValueError(f"std must be positive; got {concrete_std}")
-    return (images.astype(jnp.float32) / 255.0 - mean) / std
+    return (images.astype(jnp.float32) / 255.0 - mean.reshape(1, 1, 1, -1)) / std.reshape(1, 1, 1, -1)

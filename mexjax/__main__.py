@@ -1,0 +1,5 @@
+import sys
+
+from mexjax.cli import main
+
+sys.exit(main())

@@ -1,0 +1,73 @@
+"""Test configuration: strict JAX promotion, fake CPU devices, and the shared datasets.
+
+XLA_FLAGS must be set before jax initialises its backend, so it is set at import time here:
+every test session sees `FAKE_DEVICES` CPU devices, and single-device code simply uses the first.
+"""
+
+import os
+
+FAKE_DEVICES = 4
+_flag = f"--xla_force_host_platform_device_count={FAKE_DEVICES}"
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_flag}".strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from pathlib import Path  # noqa: E402
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache(tmp_path_factory):
+    """Decoded-array cache private to the test session (never the user's ~/.cache/mexjax)."""
+    old = os.environ.get("MEXJAX_CACHE_DIR")
+    os.environ["MEXJAX_CACHE_DIR"] = str(tmp_path_factory.mktemp("mexjax-cache"))
+    yield
+    if old is None:
+        os.environ.pop("MEXJAX_CACHE_DIR", None)
+    else:
+        os.environ["MEXJAX_CACHE_DIR"] = old
+
+
+@pytest.fixture(autouse=True)
+def _no_user_data_dir(monkeypatch):
+    """Tests must not depend on the developer's MEXJAX_DATA_DIR."""
+    monkeypatch.delenv("MEXJAX_DATA_DIR", raising=False)
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    """A fresh, empty cache for tests that check caching itself."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("MEXJAX_CACHE_DIR", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data. Missing: skipped, or a failure when MEXJAX_REQUIRE_DATA=1 (as in CI)."""
+    if not (SHARED_DATA / "SHA256SUMS").is_file():
+        message = f"the shared datasets are not at {SHARED_DATA}"
+        if os.environ.get("MEXJAX_REQUIRE_DATA") == "1":
+            pytest.fail(message + " (MEXJAX_REQUIRE_DATA=1)")
+        pytest.skip(message)
+    return SHARED_DATA
+
+
+@pytest.fixture
+def cpu_devices():
+    """Return a function n -> the first n (fake) CPU devices, for sharding tests."""
+
+    def take(n: int):
+        devices = jax.devices("cpu")
+        if len(devices) < n:
+            pytest.fail(f"need {n} CPU devices, have {len(devices)}: XLA_FLAGS was set too late")
+        return devices[:n]
+
+    return take

@@ -1,0 +1,32 @@
+"""The command line and the demo behind the README's main command, on a tiny data dir."""
+
+import json
+
+import numpy as np
+
+from mexjax import cli
+from tests.data.makers import write_fashion_mnist, write_image_folder
+
+
+def test_demo_on_tiny_data(tmp_path, cache_dir, capsys):
+    data_dir = tmp_path / "data"
+    write_image_folder(data_dir / "cifar10-jpeg75", {"test": {"cat": 5, "dog": 5}}, size=(32, 32))
+    write_fashion_mnist(data_dir / "fashion-mnist", n_test=9)
+    out = tmp_path / "out"
+    assert cli.main(["demo", "--out", str(out), "--data-dir", str(data_dir)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["datasets"]["cifar10/test"]["images"] == 10
+    assert summary["datasets"]["fashion_mnist/test"]["shape"] == [28, 28, 1]
+    assert set(summary["skipped"]) == {"gtsrb/test", "tinyimagenet/val"}
+    assert "gtsrb32.tar.gz" in summary["skipped"]["gtsrb/test"]
+    assert (out / "datasets.png").stat().st_size > 1000
+    printed = capsys.readouterr().out
+    assert "cifar10/test" in printed and "not available" in printed
+    mean = np.array(summary["datasets"]["cifar10/test"]["channel_mean"])
+    assert np.all((mean > 0.3) & (mean < 0.7))  # uniform random pixels average 0.5
+
+
+def test_data_command_reports_missing(tmp_path, capsys):
+    assert cli.main(["data", "svhn", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "svhn/train: not available" in out and "svhn/extra" in out
