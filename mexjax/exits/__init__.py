@@ -1,0 +1,12 @@
+"""Output strategy and early-exit inference.
+
+assign(confidences f32[B, K], thresholds f32[K-1]) -> int32[B]   0-based exit of each sample
+probabilities(logits), confidence(probs), check_thresholds(t, K), select(per_exit, exits)
+ExitRunner(stages, tile=1)  three inference paths that agree exactly: all_exits / policy (a),
+                            early_exit_single (b, batch 1), early_exit_batched (c, compacted buckets)
+"""
+
+from mexjax.exits._inference import ExitRunner
+from mexjax.exits._policy import assign, check_thresholds, confidence, probabilities, select
+
+__all__ = ["ExitRunner", "assign", "check_thresholds", "confidence", "probabilities", "select"]

@@ -1,0 +1,176 @@
+"""Three inference paths over the stage functions of a multi-exit network, agreeing exactly.
+
+(a) `all_exits`: every stage on the whole batch, the policy applied after;
+(b) `early_exit_single`: one image, stages run one by one, stopping at its exit;
+(c) `early_exit_batched`: after each stage only undecided samples go on, compacted and padded to a
+    few bucket sizes so that nothing recompiles after warm-up.
+
+Exactness: XLA picks kernels by shape, so the same row computed at batch 1 and inside a batch of 64
+can differ in the last bits. An `ExitRunner` therefore runs every stage on fixed *tiles* of `tile`
+rows (a compiled loop over tiles): with the same tile, all paths run the same compiled stage body on
+every row and agree bit for bit. tile=1 makes the batched paths agree with true batch-1 early exit;
+larger tiles batch more work per kernel (faster) and still agree among (a), (c) and the tiled (b).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mexjax.exits._policy import assign, check_thresholds, confidence, probabilities
+
+StageFn = Callable  # (variables, features) -> (features, logits)
+
+
+def _tiled_stage(stage: StageFn, tile: int, variables, feats):
+    """Run `stage` on consecutive tiles of `tile` rows; returns (features, probabilities)."""
+    rows = feats.shape[0]
+    tiles = feats.reshape(rows // tile, tile, *feats.shape[1:])
+
+    def body(x):
+        out, logits = stage(variables, x)
+        return out, probabilities(logits)
+
+    out, probs = jax.lax.map(body, tiles)
+    flat = jax.tree_util.tree_map(lambda a: a.reshape(rows, *a.shape[2:]), (out, probs))
+    return flat
+
+
+@functools.partial(jax.jit, static_argnames="size")
+def _compact(undecided, feats, ids, *, size):
+    """Move undecided rows first (stable) and keep `size` rows: (features, ids, valid)."""
+    order = jnp.argsort(jnp.logical_not(undecided), stable=True)[:size]
+    return feats[order], ids[order], undecided[order]
+
+
+@jax.jit
+def _decide(probs, valid, threshold):
+    conf = confidence(probs)
+    leave = jnp.logical_and(valid, conf >= threshold)
+    stay = jnp.logical_and(valid, jnp.logical_not(leave))
+    return leave, stay, jnp.sum(stay.astype(jnp.int32))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ExitRunner:
+    """Early-exit inference over a fixed sequence of stage functions.
+
+    Attributes:
+      stages: stage i maps (variables, features) -> (features, logits_i); stage 0 takes images.
+      tile: rows per compiled stage call (see the module docstring).
+      buckets: padded batch sizes of the batched path, each a multiple of `tile`, increasing.
+    """
+
+    stages: tuple[StageFn, ...]
+    tile: int = 1
+    buckets: tuple[int, ...] = (8, 32, 128, 512)
+
+    def __post_init__(self):
+        if (
+            self.tile < 1
+            or any(b % self.tile for b in self.buckets)
+            or list(self.buckets) != sorted(self.buckets)
+        ):
+            raise ValueError(f"buckets {self.buckets} must increase and be multiples of tile={self.tile}")
+        fns = tuple(jax.jit(functools.partial(_tiled_stage, s, self.tile)) for s in self.stages)
+        object.__setattr__(self, "_fns", fns)
+
+    @property
+    def num_exits(self) -> int:
+        return len(self.stages)
+
+    def _pad(self, x, rows: int):
+        return jnp.pad(x, ((0, rows - x.shape[0]),) + ((0, 0),) * (x.ndim - 1))
+
+    # (a) -----------------------------------------------------------------------------------
+    def all_exits(self, variables, x) -> jax.Array:
+        """Probabilities at every exit: f32[K, B, C] (no early exit)."""
+        n = x.shape[0]
+        rows = -(-n // self.tile) * self.tile
+        h = self._pad(jnp.asarray(x), rows)
+        probs = []
+        for fn in self._fns:
+            h, p = fn(variables, h)
+            probs.append(p[:n])
+        return jnp.stack(probs)
+
+    def policy(self, variables, x, thresholds) -> tuple[np.ndarray, np.ndarray]:
+        """Path (a): (exits int32[B], probabilities f32[B, C]) with the policy applied afterwards."""
+        thresholds = check_thresholds(thresholds, self.num_exits)
+        probs = self.all_exits(variables, x)
+        exits = assign(confidence(probs).T, jnp.asarray(thresholds))
+        return np.asarray(exits), np.asarray(jnp.take_along_axis(probs, exits[None, :, None], axis=0)[0])
+
+    # (b) -----------------------------------------------------------------------------------
+    def early_exit_single(self, variables, image, thresholds) -> tuple[int, np.ndarray]:
+        """Path (b): one image [1, H, W, C] (or [H, W, C]); stages run until its exit.
+
+        Returns (exit index, probabilities f32[C]). Thresholds must already be validated floats."""
+        h = jnp.asarray(image)
+        if h.ndim == 3:
+            h = h[None]
+        h = self._pad(h, self.tile)
+        last = self.num_exits - 1
+        for i, fn in enumerate(self._fns):
+            h, probs = fn(variables, h)
+            row = np.asarray(probs[0])
+            if i == last or row.max() >= thresholds[i]:
+                return i, row
+        raise AssertionError("unreachable: the last exit always answers")
+
+    # (c) -----------------------------------------------------------------------------------
+    def bucket(self, n: int) -> int:
+        for b in self.buckets:
+            if b >= n:
+                return b
+        return -(-n // self.buckets[-1]) * self.buckets[-1]
+
+    def early_exit_batched(self, variables, x, thresholds) -> tuple[np.ndarray, np.ndarray]:
+        """Path (c): (exits int32[B], probabilities f32[B, C]); only undecided rows go on."""
+        thresholds = check_thresholds(thresholds, self.num_exits)
+        n = x.shape[0]
+        exits = np.full(n, self.num_exits - 1, np.int32)
+        out = None
+        size = self.bucket(n)
+        h = self._pad(jnp.asarray(x), size)
+        ids = jnp.arange(size, dtype=jnp.int32)
+        valid = ids < n
+        last = self.num_exits - 1
+        for i, fn in enumerate(self._fns):
+            h, probs = fn(variables, h)
+            threshold = jnp.asarray(thresholds[i] if i < last else 0.0, jnp.float32)
+            leave, stay, count = _decide(probs, valid, threshold)
+            leave_np, ids_np, probs_np = np.asarray(leave), np.asarray(ids), np.asarray(probs)
+            if out is None:
+                out = np.zeros((n, probs_np.shape[-1]), np.float32)
+            out[ids_np[leave_np]] = probs_np[leave_np]
+            exits[ids_np[leave_np]] = i
+            remaining = int(count)
+            if remaining == 0 or i == last:
+                break
+            size = self.bucket(remaining)
+            h, ids, valid = _compact(stay, h, ids, size=size)
+        return exits, out
+
+    def warmup(self, variables, example, *, max_batch: int | None = None) -> None:
+        """Compile every (stage, bucket) and compaction shape the batched path can meet."""
+        max_batch = max_batch or self.buckets[-1]
+        sizes = [b for b in self.buckets if b <= self.bucket(max_batch)]
+        feats = {s: jnp.zeros((s, *example.shape[1:]), example.dtype) for s in sizes}
+        for i, fn in enumerate(self._fns):
+            outs = {s: fn(variables, feats[s]) for s in sizes}
+            probs0 = outs[sizes[0]][1]
+            _decide(probs0, jnp.ones(sizes[0], bool), jnp.asarray(0.5, jnp.float32))
+            for s in sizes:
+                _decide(outs[s][1], jnp.ones(s, bool), jnp.asarray(0.5, jnp.float32))
+                if i < self.num_exits - 1:
+                    for t in sizes:
+                        if t <= s:
+                            _compact(jnp.ones(s, bool), outs[s][0], jnp.arange(s, dtype=jnp.int32), size=t)
+            feats = {s: outs[s][0] for s in sizes}
+        self.early_exit_single(variables, example[:1], np.zeros(self.num_exits - 1, np.float32))

@@ -1,0 +1,32 @@
+"""Multi-exit backbones (SDN-style VGG16-BN, ResNet56, MobileNet v1) with per-exit stage functions.
+
+build(arch, *, num_classes, num_exits, width=1.0, input_shape=(32, 32, 3)) -> MultiExitNet
+exit_flops(net) -> list[int]      cumulative FLOPs of reaching and evaluating each exit
+"""
+
+from mexjax.nets._arch import ARCHS, MAX_EXITS, MIN_EXITS, NetSpec, Unit
+from mexjax.nets._model import MultiExitNet, build, from_spec
+
+
+def exit_flops(net: MultiExitNet | NetSpec) -> list[int]:
+    """Cumulative FLOPs (multiply-add = 2) of reaching and evaluating each exit, per image.
+
+    Counts convolutions and dense layers of the backbone and of every head evaluated on the way
+    (a sample leaving at exit i ran ICs 0..i); batch norm, activations and pooling are not counted.
+    """
+    from mexjax.nets._arch import exit_flops as _exit_flops
+
+    return _exit_flops(net.spec if isinstance(net, MultiExitNet) else net)
+
+
+__all__ = [
+    "ARCHS",
+    "MAX_EXITS",
+    "MIN_EXITS",
+    "MultiExitNet",
+    "NetSpec",
+    "Unit",
+    "build",
+    "exit_flops",
+    "from_spec",
+]

@@ -1,0 +1,205 @@
+"""The multi-exit network: one Flax module, used functionally through `MultiExitNet`.
+
+One definition serves every use. `MultiExitNet.apply` runs all exits (training, evaluation);
+`MultiExitNet.stage(i)` is the jit-compiled function of stage i alone, what real early exit runs.
+The full forward pass is literally the stages called in order, so both agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mexjax.nets import _arch
+from mexjax.nets._layers import BackboneUnit, FinalHead, ICHead
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+_INPUT_DTYPES = (np.uint8, np.float32, jnp.bfloat16, np.float16)
+
+
+class MultiExitModule(nn.Module):
+    spec: _arch.NetSpec
+
+    def setup(self):
+        dtype = _DTYPES[self.spec.dtype]
+        self.units = [BackboneUnit(u, dtype) for u in self.spec.units]
+        self.ics = [ICHead(self.spec.num_classes, dtype) for _ in self.spec.ic_units]
+        self.head = FinalHead(self.spec.num_classes, self.spec.head_hidden, self.spec.arch == "vgg16", dtype)
+
+    def stage(self, x, index: int, train: bool = False):
+        """Stage `index`: features in -> (features out, logits of exit `index`)."""
+        spec = self.spec
+        if index == 0:
+            mean = jnp.asarray(spec.mean, jnp.float32).reshape(1, 1, 1, -1)
+            std = jnp.asarray(spec.std, jnp.float32).reshape(1, 1, 1, -1)
+            x = ((x.astype(jnp.float32) - mean) / std).astype(_DTYPES[spec.dtype])
+        start, end = spec.stage_bounds[index]
+        tap = x
+        for unit in self.units[start:end]:
+            x, tap = unit(x, train)
+        if index == spec.num_exits - 1:
+            return x, self.head(x, train)
+        return x, self.ics[index](tap)
+
+    def __call__(self, x, upto: int | None = None, train: bool = False):
+        logits = []
+        for index in range(self.spec.num_exits if upto is None else upto):
+            x, out = self.stage(x, index, train)
+            logits.append(out)
+        return tuple(logits)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MultiExitNet:
+    """A multi-exit network: its spec (plain data) and pure functions over its variables.
+
+    Variables are a dict {"params": ..., "batch_stats": ...} of pytrees. Inputs are NHWC images,
+    float in [0, 1] (uint8 in [0, 255] is accepted and scaled); the network normalizes them itself
+    with `spec.mean` / `spec.std`, so attacks can work in pixel space.
+    """
+
+    spec: _arch.NetSpec
+
+    def __post_init__(self):
+        module = MultiExitModule(self.spec)
+        object.__setattr__(self, "module", module)
+        stages = tuple(
+            jax.jit(functools.partial(_apply_stage, module, i)) for i in range(self.spec.num_exits)
+        )
+        object.__setattr__(self, "_stages", stages)
+        object.__setattr__(self, "_forward", jax.jit(functools.partial(_apply_eval, module)))
+
+    @property
+    def num_exits(self) -> int:
+        return self.spec.num_exits
+
+    @property
+    def num_classes(self) -> int:
+        return self.spec.num_classes
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.spec.input_shape
+
+    def init(self, key: jax.Array) -> dict:
+        """Fresh variables {"params", "batch_stats"} for this network."""
+        dummy = jnp.zeros((1, *self.spec.input_shape), jnp.float32)
+        variables = self.module.init({"params": key}, dummy, train=False)
+        return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+
+    def apply(self, variables, x, *, upto=None, train=False, dropout_key=None):
+        """Logits of every exit (or the first `upto`): tuple of f32[B, classes].
+
+        With train=True also returns the updated batch statistics: (logits, batch_stats).
+        Traceable: call it inside jit/grad. Use `check_inputs` at the edges for clear errors.
+        """
+        if not train:
+            return self.module.apply(variables, x, upto=upto, train=False)
+        rngs = {"dropout": dropout_key} if dropout_key is not None else {}
+        logits, updates = self.module.apply(
+            variables, x, upto=upto, train=True, rngs=rngs, mutable=["batch_stats"]
+        )
+        return logits, updates["batch_stats"]
+
+    def logits(self, variables, x) -> tuple[jax.Array, ...]:
+        """All exits at once in evaluation mode, jit-compiled, with input checks."""
+        return self._forward(variables, self.check_inputs(x))
+
+    def stage(self, index: int):
+        """The jit-compiled stage `index`: (variables, features) -> (features, logits f32[B, C]).
+
+        Stage 0 takes images (as `check_inputs` returns them)."""
+        if not 0 <= index < self.spec.num_exits:
+            raise IndexError(f"stage {index} does not exist; this net has {self.spec.num_exits} exits")
+        return self._stages[index]
+
+    def exit_flops(self) -> list[int]:
+        return _arch.exit_flops(self.spec)
+
+    def check_inputs(self, x) -> jax.Array:
+        """Validate a batch of images and return it as float32 in [0, 1] (uint8 scaled by 1/255)."""
+        shape = getattr(x, "shape", None)
+        if shape is None or len(shape) != 4 or tuple(shape[1:]) != self.spec.input_shape:
+            raise ValueError(
+                f"expected images of shape [B, {', '.join(map(str, self.spec.input_shape))}] (NHWC); got "
+                f"{shape}. Fit them with mexjax.data.to_input_shape(images, {self.spec.input_shape})."
+            )
+        dtype = np.dtype(x.dtype)
+        if dtype not in [np.dtype(d) for d in _INPUT_DTYPES]:
+            raise TypeError(
+                f"images must be uint8 in [0, 255] or float32/bfloat16/float16 in [0, 1]; got {dtype}"
+            )
+        if dtype == np.uint8:
+            return jnp.asarray(x).astype(jnp.float32) / 255.0
+        x = jnp.asarray(x).astype(jnp.float32)
+        if bool(jnp.any(jnp.isnan(x))):
+            raise ValueError("images contain NaN: check the preprocessing that produced them")
+        return x
+
+
+def _apply_stage(module, index, variables, x):
+    return module.apply(variables, x, index, train=False, method=MultiExitModule.stage)
+
+
+def _apply_eval(module, variables, x):
+    return module.apply(variables, x, train=False)
+
+
+def build(
+    arch: str,
+    *,
+    num_classes: int,
+    num_exits: int,
+    width: float = 1.0,
+    input_shape=(32, 32, 3),
+    mean=None,
+    std=None,
+    dtype: str = "float32",
+) -> MultiExitNet:
+    """Build an SDN-style multi-exit network.
+
+    Args:
+      arch: "vgg16", "resnet56" or "mobilenet".
+      num_classes: classes of every exit.
+      num_exits: K in 2..7, the final head included. The reference IC placement is used when K
+        matches it (7 for VGG16/ResNet56, 6 for MobileNet); otherwise ICs spread evenly by cost.
+      width: multiplies every channel count (0.25 gives CPU-sized victims of the same architecture).
+      input_shape: (H, W, C) of the images.
+      mean, std: per-channel normalization in [0, 1] units (default 0.5 / 0.25).
+      dtype: compute dtype, "float32" or "bfloat16" (parameters stay float32).
+    """
+    if arch not in _arch.ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(_arch.ARCHS)}")
+    if not isinstance(num_exits, int) or not _arch.MIN_EXITS <= num_exits <= _arch.MAX_EXITS:
+        raise ValueError(f"num_exits must be an int in {_arch.MIN_EXITS}..{_arch.MAX_EXITS}; got {num_exits}")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2; got {num_classes}")
+    if not width > 0:
+        raise ValueError(f"width must be positive; got {width}")
+    input_shape = tuple(int(s) for s in input_shape)
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise ValueError(f"input_shape must be (H, W, C); got {input_shape}")
+    if min(input_shape[:2]) < 32:
+        raise ValueError(f"input side must be at least 32 (five 2x down-samplings); got {input_shape}")
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}; got {dtype!r}")
+    channels = input_shape[2]
+    mean = tuple(float(m) for m in np.broadcast_to(0.5 if mean is None else mean, (channels,)))
+    std = tuple(float(s) for s in np.broadcast_to(0.25 if std is None else std, (channels,)))
+    if min(std) <= 0:
+        raise ValueError(f"std must be positive; got {std}")
+    units, hidden = _arch.backbone(arch, float(width), input_shape)
+    ics = _arch.place_ics(arch, units, num_exits)
+    spec = _arch.NetSpec(
+        arch, num_classes, num_exits, float(width), input_shape, units, ics, hidden, mean, std, dtype
+    )
+    return MultiExitNet(spec)
+
+
+def from_spec(spec: _arch.NetSpec) -> MultiExitNet:
+    return MultiExitNet(spec)
