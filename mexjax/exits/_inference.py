@@ -84,15 +84,22 @@ class ExitRunner:
     def num_exits(self) -> int:
         return len(self.stages)
 
-    def _pad(self, x, rows: int):
-        return jnp.pad(x, ((0, rows - x.shape[0]),) + ((0, 0),) * (x.ndim - 1))
+    @staticmethod
+    def _pad(x, rows: int) -> np.ndarray:
+        """Zero rows appended on the host (an eager jnp.pad would compile once per input size)."""
+        x = np.asarray(x)
+        if x.shape[0] == rows:
+            return x
+        out = np.zeros((rows, *x.shape[1:]), x.dtype)
+        out[: x.shape[0]] = x
+        return out
 
     # (a) -----------------------------------------------------------------------------------
     def all_exits(self, variables, x) -> jax.Array:
         """Probabilities at every exit: f32[K, B, C] (no early exit)."""
         n = x.shape[0]
         rows = -(-n // self.tile) * self.tile
-        h = self._pad(jnp.asarray(x), rows)
+        h = self._pad(x, rows)
         probs = []
         for fn in self._fns:
             h, p = fn(variables, h)
@@ -111,7 +118,7 @@ class ExitRunner:
         """Path (b): one image [1, H, W, C] (or [H, W, C]); stages run until its exit.
 
         Returns (exit index, probabilities f32[C]). Thresholds must already be validated floats."""
-        h = jnp.asarray(image)
+        h = np.asarray(image)
         if h.ndim == 3:
             h = h[None]
         h = self._pad(h, self.tile)
@@ -137,13 +144,13 @@ class ExitRunner:
         exits = np.full(n, self.num_exits - 1, np.int32)
         out = None
         size = self.bucket(n)
-        h = self._pad(jnp.asarray(x), size)
-        ids = jnp.arange(size, dtype=jnp.int32)
+        h = self._pad(x, size)
+        ids = np.arange(size, dtype=np.int32)
         valid = ids < n
         last = self.num_exits - 1
         for i, fn in enumerate(self._fns):
             h, probs = fn(variables, h)
-            threshold = jnp.asarray(thresholds[i] if i < last else 0.0, jnp.float32)
+            threshold = np.float32(thresholds[i] if i < last else 0.0)
             leave, stay, count = _decide(probs, valid, threshold)
             leave_np, ids_np, probs_np = np.asarray(leave), np.asarray(ids), np.asarray(probs)
             if out is None:

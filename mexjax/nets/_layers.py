@@ -14,8 +14,12 @@ Dtype = Any
 
 
 def _bn(train: bool, dtype, name=None):
-    # PyTorch's momentum 0.1 is Flax's 0.9 (weight of the old running average).
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name)
+    # PyTorch's momentum 0.1 is Flax's 0.9 (weight of the old running average). Batch norm always
+    # computes in float32 (also with bfloat16 convolutions): its statistics need the precision.
+    del dtype
+    return nn.BatchNorm(
+        use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=jnp.float32, name=name
+    )
 
 
 def _conv(features, kernel, stride, dtype, groups=1, name=None):
@@ -32,6 +36,12 @@ def _conv(features, kernel, stride, dtype, groups=1, name=None):
     )
 
 
+def _conv_bn(x, train, dtype, features, kernel, stride, groups=1):
+    """Conv in the compute dtype, then float32 batch norm."""
+    y = _conv(features, kernel, stride, dtype, groups)(x)
+    return _bn(train, dtype)(y.astype(jnp.float32))
+
+
 class BackboneUnit(nn.Module):
     """One unit; returns (output, tap): tap is what an IC after this unit reads."""
 
@@ -42,20 +52,20 @@ class BackboneUnit(nn.Module):
     def __call__(self, x, train: bool):
         u, dt = self.unit, self.dtype
         if u.kind == "conv":
-            x = nn.relu(_bn(train, dt)(_conv(u.out_channels, 3, u.stride, dt)(x)))
+            x = nn.relu(_conv_bn(x, train, dt, u.out_channels, 3, u.stride))
             if u.pool:
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
             return x, x
         if u.kind == "basic":
-            y = nn.relu(_bn(train, dt)(_conv(u.out_channels, 3, u.stride, dt)(x)))
-            y = _bn(train, dt)(_conv(u.out_channels, 3, 1, dt)(y))
+            y = nn.relu(_conv_bn(x, train, dt, u.out_channels, 3, u.stride))
+            y = _conv_bn(y, train, dt, u.out_channels, 3, 1)
             if u.stride != 1 or u.in_channels != u.out_channels:
-                x = _bn(train, dt)(_conv(u.out_channels, 1, u.stride, dt)(x))
+                x = _conv_bn(x, train, dt, u.out_channels, 1, u.stride)
             pre = x + y
             return nn.relu(pre), pre  # ResNet-SDN ICs read the block output before its final ReLU
         if u.kind == "dwsep":
-            x = nn.relu(_bn(train, dt)(_conv(u.in_channels, 3, u.stride, dt, groups=u.in_channels)(x)))
-            x = nn.relu(_bn(train, dt)(_conv(u.out_channels, 1, 1, dt)(x)))
+            x = nn.relu(_conv_bn(x, train, dt, u.in_channels, 3, u.stride, groups=u.in_channels))
+            x = nn.relu(_conv_bn(x, train, dt, u.out_channels, 1, 1))
             return x, x
         raise ValueError(f"unknown unit kind {u.kind!r}")
 
@@ -97,6 +107,6 @@ class FinalHead(nn.Module):
     def __call__(self, x, train: bool):
         x = x.reshape(x.shape[0], -1) if self.flatten else jnp.mean(x, axis=(1, 2))
         for size in self.hidden:
-            x = nn.relu(nn.Dense(size, dtype=self.dtype)(x))
+            x = nn.relu(nn.Dense(size, dtype=self.dtype)(x).astype(jnp.float32))
             x = nn.Dropout(0.5, deterministic=not train)(x)
         return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)

@@ -88,9 +88,11 @@ class MultiExitNet:
 
     def init(self, key: jax.Array) -> dict:
         """Fresh variables {"params", "batch_stats"} for this network."""
-        dummy = jnp.zeros((1, *self.spec.input_shape), jnp.float32)
-        variables = self.module.init({"params": key}, dummy, train=False)
-        return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+        return _init(self.module, key)
+
+    def abstract_variables(self) -> dict:
+        """Shapes and dtypes of the variables (jax.ShapeDtypeStruct leaves), without computing them."""
+        return jax.eval_shape(functools.partial(_init_impl, self.module), jax.random.key(0))
 
     def apply(self, variables, x, *, upto=None, train=False, dropout_key=None):
         """Logits of every exit (or the first `upto`): tuple of f32[B, classes].
@@ -140,6 +142,16 @@ class MultiExitNet:
         if bool(jnp.any(jnp.isnan(x))):
             raise ValueError("images contain NaN: check the preprocessing that produced them")
         return x
+
+
+def _init_impl(module, key):
+    dummy = jnp.zeros((1, *module.spec.input_shape), jnp.float32)
+    variables = module.init({"params": key}, dummy, train=False)
+    return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+
+
+# Initialization runs once per net: compile it with the backend's fastest (least optimizing) settings.
+_init = jax.jit(_init_impl, static_argnums=0, compiler_options={"xla_backend_optimization_level": 0})
 
 
 def _apply_stage(module, index, variables, x):

@@ -1,0 +1,112 @@
+"""The three inference paths agree exactly, and the batched path does not recompile after warm-up."""
+
+import logging
+
+import jax
+import numpy as np
+import pytest
+
+from mexjax import exits, nets
+
+
+def _runner(arch, tile, seed=0, num_exits=4):
+    net = nets.build(arch, num_classes=6, num_exits=num_exits, width=0.125)
+    variables = net.init(jax.random.key(seed))
+    stages = tuple(net.stage(i) for i in range(net.num_exits))
+    return net, variables, exits.ExitRunner(stages, tile=tile, buckets=(4 * tile, 16 * tile, 64 * tile))
+
+
+def _thresholds(runner, variables, x, seed):
+    """Random thresholds spread over the range of confidences the net actually produces."""
+    conf = np.asarray(exits.confidence(runner.all_exits(variables, x)))[:-1]
+    rng = np.random.default_rng(seed)
+    return np.array([np.quantile(c, rng.uniform(0.2, 0.9)) for c in conf], np.float32)
+
+
+@pytest.mark.parametrize("arch", nets.ARCHS)
+@pytest.mark.parametrize("tile", [1, 4])
+def test_three_paths_agree_exactly(arch, tile):
+    _, variables, runner = _runner(arch, tile)
+    x = jax.random.uniform(jax.random.key(1), (37, 32, 32, 3))
+    for seed in range(3):
+        thresholds = _thresholds(runner, variables, x, seed)
+        exit_a, probs_a = runner.policy(variables, x, thresholds)
+        exit_c, probs_c = runner.early_exit_batched(variables, x, thresholds)
+        singles = [runner.early_exit_single(variables, x[j : j + 1], thresholds) for j in range(len(x))]
+        exit_b = np.array([e for e, _ in singles])
+        probs_b = np.stack([p for _, p in singles])
+        assert len(np.unique(exit_a)) >= 2, "thresholds should spread samples over exits"
+        np.testing.assert_array_equal(exit_a, exit_c)
+        np.testing.assert_array_equal(exit_a, exit_b)
+        np.testing.assert_array_equal(probs_a, probs_c)
+        np.testing.assert_array_equal(probs_a, probs_b)
+
+
+def test_tile_one_matches_a_plain_batch_one_stage_call():
+    net, variables, runner = _runner("vgg16", 1)
+    x = jax.random.uniform(jax.random.key(2), (1, 32, 32, 3))
+    h, logits = x, None
+    for i in range(net.num_exits):
+        h, logits = net.stage(i)(variables, h)
+    _, probs = runner.early_exit_single(variables, x, np.ones(net.num_exits - 1, np.float32))
+    np.testing.assert_array_equal(probs, np.asarray(exits.probabilities(logits))[0])
+
+
+def test_early_exit_really_stops(monkeypatch):
+    net, variables, runner = _runner("resnet56", 1)
+    calls = []
+    fns = list(runner._fns)
+
+    def spy(index, fn):
+        def call(variables, h):
+            calls.append(index)
+            return fn(variables, h)
+
+        return call
+
+    wrapped = tuple(spy(i, f) for i, f in enumerate(fns))
+    object.__setattr__(runner, "_fns", wrapped)
+    x = jax.random.uniform(jax.random.key(3), (1, 32, 32, 3))
+    exit_, _ = runner.early_exit_single(variables, x, np.zeros(net.num_exits - 1, np.float32))
+    assert exit_ == 0 and calls == [0]
+    calls.clear()
+    thresholds = np.ones(net.num_exits - 1, np.float32)
+    runner.early_exit_batched(
+        variables, jax.random.uniform(jax.random.key(4), (9, 32, 32, 3)), thresholds * 0
+    )
+    assert calls == [0]  # everything left at exit 0: no later stage ran
+
+
+def test_no_recompilation_after_warmup(caplog):
+    _, variables, runner = _runner("vgg16", 1, num_exits=3)
+    x = jax.random.uniform(jax.random.key(5), (50, 32, 32, 3))
+    cases = [(x[: 20 + 10 * seed], _thresholds(runner, variables, x, seed)) for seed in range(4)]
+    cases.append((x[:3], np.zeros(2, np.float32)))  # everything leaves at once
+    cases.append((x, np.ones(2, np.float32)))  # everything runs to the end
+    runner.warmup(variables, x[:1], max_batch=64)
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG, logger="jax"):
+        caplog.clear()
+        for batch, thresholds in cases:
+            runner.early_exit_batched(variables, batch, thresholds)
+        compiles = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+    assert compiles == [], compiles
+
+
+def test_compile_log_is_observed(caplog):
+    """Guards the test above: a fresh shape must show up as a compilation in the log."""
+    _, variables, runner = _runner("vgg16", 1, num_exits=3)
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG, logger="jax"):
+        caplog.clear()
+        runner.early_exit_batched(variables, np.zeros((5, 32, 32, 3), np.float32), np.ones(2, np.float32))
+        assert any("Compiling" in r.getMessage() for r in caplog.records)
+
+
+def test_batched_rejects_bad_thresholds():
+    _, variables, runner = _runner("vgg16", 1, num_exits=3)
+    x = np.zeros((2, 32, 32, 3), np.float32)
+    with pytest.raises(ValueError, match="needs 2 thresholds"):
+        runner.early_exit_batched(variables, x, [0.5])
+    with pytest.raises(ValueError, match="within"):
+        runner.policy(variables, x, [0.5, 2.0])
+    with pytest.raises(ValueError, match="multiples of tile"):
+        exits.ExitRunner(runner.stages, tile=4, buckets=(6, 8))
