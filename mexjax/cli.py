@@ -43,6 +43,44 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_train_victim(args) -> int:
+    from mexjax import victim
+
+    thresholds = tuple(float(t) for t in args.thresholds.split(",")) if args.thresholds else None
+    config = victim.VictimConfig(
+        arch=args.arch,
+        dataset=args.dataset,
+        num_exits=args.exits,
+        width=args.width,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        weight_decay=args.weight_decay,
+        dtype="bfloat16" if args.bf16 else "float32",
+        held_out=args.held_out,
+        train_subset=args.train_subset,
+        max_drop=args.max_drop,
+        threshold=args.threshold,
+        thresholds=thresholds,
+        seed=args.seed,
+        data_dir=args.data_dir,
+    )
+    result = victim.train_victim(config, args.out, progress=not args.quiet)
+    test = result["test"]
+    print(f"test accuracy per exit: {' '.join(f'{a:.4f}' for a in test['accuracy_per_exit'])}")
+    print(
+        f"thresholds {result['thresholds']} ({result['thresholds_how']}): accuracy "
+        f"{test['accuracy_early_exit']:.4f}, mean FLOPs {test['mean_flops'] / 1e6:.2f} M "
+        f"({test['flops_ratio']:.1%} of the full {test['full_flops'] / 1e6:.2f} M)"
+    )
+    print(f"exit histogram: {test['exit_histogram']}")
+    print(
+        f"took {result['minutes']} min on {result['machine']}; "
+        f"wrote {args.out}/result.json, model/, exits.png"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mexjax", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +90,39 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", default=None, help="folder with the dataset archives")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
+
+    tv = commands.add_parser(
+        "train-victim",
+        help="train a multi-exit victim (SDN recipe), choose its thresholds, evaluate and save it",
+        description="Train an SDN multi-exit victim. Writes OUT/result.json (test accuracy per exit, "
+        "accuracy and mean FLOPs under the thresholds, exit histogram, minutes), OUT/model (Orbax "
+        "checkpoint with thresholds), OUT/exits.png and OUT/run (metrics.jsonl and resumable checkpoints).",
+    )
+    tv.add_argument("--arch", default="vgg16", choices=["vgg16", "resnet56", "mobilenet"])
+    tv.add_argument(
+        "--dataset", default="cifar10", help="a mexjax.data name, e.g. cifar10, fashion_mnist, gtsrb"
+    )
+    tv.add_argument("--exits", type=int, default=7, help="number of exits K, final head included (2-7)")
+    tv.add_argument(
+        "--width", type=float, default=1.0, help="channel multiplier (0.25 for CPU-sized victims)"
+    )
+    tv.add_argument("--epochs", type=int, default=100, help="epochs (lr x0.1 at 35%%, 60%%, 85%% of them)")
+    tv.add_argument("--batch-size", type=int, default=128)
+    tv.add_argument("--lr", type=float, default=None, help="initial learning rate (default 0.1)")
+    tv.add_argument("--weight-decay", type=float, default=None, help="default 5e-4 (VGG16) / 1e-4")
+    tv.add_argument("--bf16", action="store_true", help="compute in bfloat16 (parameters stay float32)")
+    tv.add_argument("--held-out", type=int, default=5000, help="training images kept to choose thresholds")
+    tv.add_argument("--train-subset", type=int, default=None, help="train on this many images only")
+    tv.add_argument("--max-drop", type=float, default=0.02, help="SDN rule: accuracy drop allowed (fraction)")
+    tv.add_argument(
+        "--threshold", type=float, default=None, help="a global threshold instead of choosing one"
+    )
+    tv.add_argument("--thresholds", default=None, help="per-exit thresholds, comma-separated (K-1 values)")
+    tv.add_argument("--seed", type=int, default=0)
+    tv.add_argument("--data-dir", default=None)
+    tv.add_argument("--out", required=True, help="output folder (a rerun resumes its training)")
+    tv.add_argument("--quiet", action="store_true", help="no progress bars")
+    tv.set_defaults(func=_cmd_train_victim)
 
     info = commands.add_parser("data", help="load datasets (decoding and caching them) and describe them")
     info.add_argument("names", nargs="*", help="dataset names (default: all known)")

@@ -8,5 +8,16 @@ ExitRunner(stages, tile=1)  three inference paths that agree exactly: all_exits 
 
 from mexjax.exits._inference import ExitRunner
 from mexjax.exits._policy import assign, check_thresholds, confidence, probabilities, select
+from mexjax.exits._thresholds import ThresholdChoice, policy_outcome, sdn_global_threshold
 
-__all__ = ["ExitRunner", "assign", "check_thresholds", "confidence", "probabilities", "select"]
+__all__ = [
+    "ExitRunner",
+    "ThresholdChoice",
+    "assign",
+    "check_thresholds",
+    "confidence",
+    "policy_outcome",
+    "probabilities",
+    "sdn_global_threshold",
+    "select",
+]

@@ -5,6 +5,7 @@ exit_flops(net) -> list[int]      cumulative FLOPs of reaching and evaluating ea
 """
 
 from mexjax.nets._arch import ARCHS, MAX_EXITS, MIN_EXITS, NetSpec, Unit
+from mexjax.nets._io import load, save, spec_from_dict, spec_to_dict
 from mexjax.nets._model import MultiExitNet, build, from_spec
 
 
@@ -29,4 +30,8 @@ __all__ = [
     "build",
     "exit_flops",
     "from_spec",
+    "load",
+    "save",
+    "spec_from_dict",
+    "spec_to_dict",
 ]

@@ -72,10 +72,7 @@ class BackboneUnit(nn.Module):
 
 def _avg_pool(x, k: int):
     """k x k average pooling with stride k (flax's avg_pool breaks strict dtype promotion)."""
-    summed = jax.lax.reduce_window(
-        x, jnp.zeros((), x.dtype), jax.lax.add, (1, k, k, 1), (1, k, k, 1), "VALID"
-    )
-    return summed / float(k * k)
+    return jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, k, k, 1), (1, k, k, 1), "VALID") / float(k * k)
 
 
 class ICHead(nn.Module):

@@ -1,0 +1,38 @@
+"""Training multi-exit networks: losses, the data-parallel train loop, evaluation.
+
+TrainConfig, fit(net, train_set, config, *, workdir=None, eval_set=None) -> (variables, history)
+predict(net, variables, images) -> f32[K, N, C]
+cross_entropy, soft_cross_entropy, sdn_loss, sdn_weights      per-example losses ([B])
+"""
+
+from mexjax.train._loop import (
+    RECIPES,
+    TrainConfig,
+    TrainState,
+    fit,
+    loss_weights,
+    make_optimizer,
+    make_train_step,
+    predict,
+)
+from mexjax.train._losses import cross_entropy, sdn_loss, sdn_max_weights, sdn_weights, soft_cross_entropy
+from mexjax.train._sharding import batch_sharding, data_mesh, replicated
+
+__all__ = [
+    "RECIPES",
+    "TrainConfig",
+    "TrainState",
+    "batch_sharding",
+    "cross_entropy",
+    "data_mesh",
+    "fit",
+    "loss_weights",
+    "make_optimizer",
+    "make_train_step",
+    "predict",
+    "replicated",
+    "sdn_loss",
+    "sdn_max_weights",
+    "sdn_weights",
+    "soft_cross_entropy",
+]

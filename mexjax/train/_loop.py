@@ -1,0 +1,290 @@
+"""The training loop: SDN recipe (all exits, weighted loss) and IC-only recipe (frozen backbone).
+
+One jit-compiled, data-parallel `train_step(state, images, labels, weights, key)`; augmentation
+runs inside it on the device. The epoch loop shuffles with `fold_in(data_key, epoch)` and derives
+every step's randomness from `fold_in(step_key, step)`, so a run resumed from its last checkpoint
+ends with bit-identical parameters to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from mexjax import data as mdata
+from mexjax.checkpoint import Checkpointer, CheckpointError
+from mexjax.nets import MultiExitNet
+from mexjax.train import _sharding
+from mexjax.train._losses import sdn_loss, sdn_weights
+
+RECIPES = ("sdn", "ic_only")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Plain-data configuration of a training run (defaults: the SDN paper's recipe)."""
+
+    recipe: str = "sdn"  # "sdn": all exits, SGD; "ic_only": frozen backbone, Adam on the ICs
+    epochs: int = 100
+    batch_size: int = 128
+    learning_rate: float | None = None  # default 0.1 (sdn) / 1e-3 (ic_only)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4  # SDN: 5e-4 for VGG, 1e-4 for the others
+    milestones: tuple[float, ...] | None = None  # lr x decay at these fractions of the epochs
+    lr_decay: float = 0.1
+    augment: bool = True  # random crop (pad 4) inside jit
+    flip: bool = True  # random horizontal flip (turn off for digits and signs)
+    crop_pad: int = 4
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {RECIPES}; got {self.recipe!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be positive; got {self.epochs}, {self.batch_size}")
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate or (0.1 if self.recipe == "sdn" else 1e-3)
+
+    @property
+    def lr_milestones(self) -> tuple[float, ...]:
+        if self.milestones is not None:
+            return tuple(self.milestones)
+        return (0.35, 0.60, 0.85) if self.recipe == "sdn" else (0.6,)  # epochs 35/60/85 of 100; 15 of 25
+
+
+class TrainState(flax.struct.PyTreeNode):
+    step: jax.Array
+    params: dict
+    batch_stats: dict
+    opt_state: optax.OptState
+
+    @property
+    def variables(self) -> dict:
+        return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int, params) -> optax.GradientTransformation:
+    """SDN: SGD + momentum + weight decay; IC-only: Adam on IC parameters, the rest frozen."""
+    boundaries = {round(m * config.epochs) * steps_per_epoch: config.lr_decay for m in config.lr_milestones}
+    schedule = optax.piecewise_constant_schedule(config.lr, boundaries)
+    if config.recipe == "sdn":
+        return optax.chain(
+            optax.add_decayed_weights(config.weight_decay), optax.sgd(schedule, momentum=config.momentum)
+        )
+    labels = {name: ("ics" if name.startswith("ics_") else "frozen") for name in params}
+    return optax.multi_transform({"ics": optax.adam(schedule), "frozen": optax.set_to_zero()}, labels)
+
+
+def loss_weights(config: TrainConfig, epoch: int, num_exits: int) -> np.ndarray:
+    if config.recipe == "sdn":
+        return sdn_weights(epoch, config.epochs, num_exits)
+    return np.concatenate([np.ones(num_exits - 1), [0.0]]).astype(np.float32)
+
+
+def make_train_step(net: MultiExitNet, tx: optax.GradientTransformation, config: TrainConfig):
+    """The pure step: (state, uint8 images, labels, loss weights, key) -> (state, metric sums)."""
+
+    def step(state: TrainState, images, labels, weights, key):
+        key = jax.random.fold_in(key, state.step)
+        aug_key, dropout_key = jax.random.split(key)
+        if config.augment:
+            images = mdata.augment(aug_key, images, pad=config.crop_pad, flip=config.flip)
+        x = images.astype(jnp.float32) / 255.0
+
+        def loss_fn(params):
+            variables = {"params": params, "batch_stats": state.batch_stats}
+            if config.recipe == "sdn":
+                logits, stats = net.apply(variables, x, train=True, dropout_key=dropout_key)
+            else:  # frozen backbone: batch norm keeps its running statistics
+                logits, stats = net.apply(variables, x), state.batch_stats
+            per_example = sdn_loss(logits, labels, weights)
+            return jnp.mean(per_example), (logits, stats)
+
+        (loss, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts with floats
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        correct = jnp.stack([jnp.sum((jnp.argmax(lg, -1) == labels).astype(jnp.int32)) for lg in logits])
+        metrics = {
+            "loss_sum": loss * labels.shape[0],
+            "correct": correct,
+            "count": jnp.asarray(labels.shape[0], jnp.int32),
+        }
+        new_state = TrainState(step=state.step + 1, params=params, batch_stats=stats, opt_state=opt_state)
+        return new_state, metrics
+
+    return step
+
+
+def predict(net: MultiExitNet, variables, images, *, batch_size: int = 256) -> np.ndarray:
+    """Probabilities at every exit, f32[K, N, C], evaluated in fixed-size (padded) batches."""
+    n = len(images)
+    out = []
+    for start in range(0, n, batch_size):
+        chunk = np.asarray(images[start : start + batch_size])
+        rows = len(chunk)
+        if rows < batch_size:
+            chunk = np.concatenate([chunk, np.zeros((batch_size - rows, *chunk.shape[1:]), chunk.dtype)])
+        logits = net.logits(variables, chunk)
+        out.append(np.stack([np.asarray(jax.nn.softmax(lg, axis=-1))[:rows] for lg in logits]))
+    return np.concatenate(out, axis=1) if out else np.zeros((net.num_exits, 0, net.num_classes), np.float32)
+
+
+def fit(
+    net: MultiExitNet,
+    train_set: mdata.Dataset,
+    config: TrainConfig,
+    *,
+    workdir: str | Path | None = None,
+    eval_set: mdata.Dataset | None = None,
+    variables: dict | None = None,
+    devices=None,
+    progress: bool = True,
+    stop_after_epoch: int | None = None,
+) -> tuple[dict, list[dict]]:
+    """Train `net` on `train_set` (uint8 images of the net's input shape). Returns (variables, history).
+
+    With `workdir`, writes `metrics.jsonl` (one record per epoch) and an Orbax checkpoint per epoch,
+    and resumes from the newest checkpoint there. `variables` starts from given weights (needed by
+    the IC-only recipe, which trains ICs on a trained backbone). `stop_after_epoch` ends the run
+    early after that epoch (0-based) as an interruption would, keeping its checkpoint.
+    """
+    if tuple(train_set.image_shape) != net.input_shape:
+        raise ValueError(
+            f"training images are {train_set.image_shape} but the net takes {net.input_shape}: fit them "
+            "first with mexjax.data.to_input_shape"
+        )
+    if config.recipe == "ic_only" and variables is None:
+        raise ValueError("the IC-only recipe trains ICs on a trained backbone: pass its variables")
+    mesh = _sharding.data_mesh(devices)
+    _sharding.check_divisible(config.batch_size, mesh)
+    steps_per_epoch = len(train_set) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(train_set)} training images are fewer than one batch of {config.batch_size}")
+
+    init_key, data_key, step_key = jax.random.split(jax.random.key(config.seed), 3)
+    if variables is None:
+        variables = net.init(init_key)
+    else:  # the train step donates its state: never let it consume the caller's arrays
+        variables = jax.tree_util.tree_map(lambda a: jnp.array(a, copy=True), variables)
+    tx = make_optimizer(config, steps_per_epoch, variables["params"])
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=variables["params"],
+        batch_stats=variables["batch_stats"],
+        opt_state=tx.init(variables["params"]),
+    )
+    meta = {"config": _jsonable(dataclasses.asdict(config)), "spec": _jsonable(dataclasses.asdict(net.spec))}
+    start_epoch, history = 0, []
+    checkpointer = None
+    if workdir is not None:
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        checkpointer = Checkpointer(workdir / "checkpoints")
+        if checkpointer.latest_step() is not None:
+            saved = checkpointer.read_meta()
+            for part in ("config", "spec"):
+                if saved.get(part) != meta[part]:
+                    checkpointer.close()
+                    raise CheckpointError(
+                        f"{workdir} holds a run with another {part}; resume with the same {part} or "
+                        "use a fresh workdir"
+                    )
+            abstract = jax.eval_shape(lambda: {"train": state, "key": jax.random.key_data(step_key)})
+            restored, saved = checkpointer.restore(abstract)
+            state, step_key = restored["train"], jax.random.wrap_key_data(restored["key"])
+            start_epoch = saved["epoch"] + 1
+            history = _read_history(workdir / "metrics.jsonl", start_epoch)
+
+    repl = _sharding.replicated(mesh)
+    batch_sharding = _sharding.batch_sharding(mesh)
+    state = jax.device_put(state, repl)
+    step_fn = jax.jit(make_train_step(net, tx, config), donate_argnums=0, out_shardings=(repl, repl))
+    images, labels = train_set.images, train_set.labels
+
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            started = time.perf_counter()
+            weights = jax.device_put(loss_weights(config, epoch, net.num_exits), repl)
+            order = mdata.permutation(jax.random.fold_in(data_key, epoch), len(train_set))
+            totals = None
+            bar = tqdm(
+                range(steps_per_epoch),
+                desc=f"epoch {epoch + 1}/{config.epochs}",
+                disable=not progress,
+                leave=False,
+            )
+            for b in bar:
+                idx = np.sort(order[b * config.batch_size : (b + 1) * config.batch_size])
+                xb = jax.device_put(np.asarray(images[idx]), batch_sharding)
+                yb = jax.device_put(np.asarray(labels[idx]), batch_sharding)
+                state, metrics = step_fn(state, xb, yb, weights, step_key)
+                totals = metrics if totals is None else jax.tree_util.tree_map(jnp.add, totals, metrics)
+            totals = jax.device_get(totals)  # one transfer per epoch
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": float(totals["loss_sum"] / totals["count"]),
+                "train_acc": [round(float(c / totals["count"]), 5) for c in totals["correct"]],
+                "lr": float(
+                    config.lr
+                    * config.lr_decay ** sum(epoch >= round(m * config.epochs) for m in config.lr_milestones)
+                ),
+                "seconds": round(time.perf_counter() - started, 2),
+            }
+            if eval_set is not None:
+                probs = predict(net, jax.device_get(state.variables), eval_set.images)
+                record["eval_acc"] = [
+                    round(float(a), 5) for a in (probs.argmax(-1) == eval_set.labels).mean(axis=1)
+                ]
+            history.append(record)
+            if progress:
+                tqdm.write(_format_record(record))
+            if workdir is not None:
+                with open(workdir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                host_state = jax.device_get({"train": state, "key": jax.random.key_data(step_key)})
+                checkpointer.save(epoch, host_state, {**meta, "epoch": epoch})
+            if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                break
+    finally:
+        if checkpointer is not None:
+            checkpointer.close()
+    return jax.device_get(state.variables), history
+
+
+def _format_record(record: dict) -> str:
+    acc = " ".join(f"{a:.3f}" for a in record.get("eval_acc", record["train_acc"]))
+    which = "eval" if "eval_acc" in record else "train"
+    return (
+        f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, {which} acc per exit [{acc}], "
+        f"{record['seconds']:.1f}s"
+    )
+
+
+def _read_history(path: Path, upto_epoch: int) -> list[dict]:
+    """Records of the epochs a resumed run already finished (later lines of a crash are dropped)."""
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    kept = [r for r in records if r["epoch"] <= upto_epoch]
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    return kept
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    return obj

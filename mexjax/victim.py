@@ -1,0 +1,176 @@
+"""Training a multi-exit victim end to end: data, SDN training, thresholds, evaluation, saving.
+
+`train_victim(config)` is what `python -m mexjax train-victim` runs; it returns and writes a result
+record (test accuracy per exit, accuracy and mean FLOPs under the chosen thresholds, the exit
+histogram, the minutes it took and on what machine).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from mexjax import data, exits, nets, train
+
+NO_FLIP = {"gtsrb", "svhn"}  # mirrored signs and digits change meaning
+
+
+@dataclasses.dataclass(frozen=True)
+class VictimConfig:
+    arch: str = "vgg16"
+    dataset: str = "cifar10"
+    num_exits: int = 7
+    width: float = 1.0
+    epochs: int = 100
+    batch_size: int = 128
+    learning_rate: float | None = None
+    weight_decay: float | None = None  # default: 5e-4 for VGG16, 1e-4 otherwise (SDN)
+    dtype: str = "float32"
+    held_out: int = 5000  # training images kept aside to choose thresholds
+    train_subset: int | None = None  # train on this many images only (quick runs)
+    max_drop: float = 0.02  # SDN threshold rule: early-exit accuracy within this of the last exit
+    threshold: float | None = None  # a global threshold given directly instead of chosen
+    thresholds: tuple[float, ...] | None = None  # per-exit thresholds given directly
+    seed: int = 0
+    data_dir: str | None = None
+
+
+def input_shape_for(image_shape) -> tuple[int, int, int]:
+    """Images smaller than 32x32 are padded to 32x32 (five 2x down-samplings need 32)."""
+    h, w, c = image_shape
+    return max(h, 32), max(w, 32), c
+
+
+def prepare(ds: data.Dataset, input_shape) -> data.Dataset:
+    if ds.image_shape == tuple(input_shape):
+        return ds
+    mode = "pad" if ds.image_shape[0] <= input_shape[0] else "resize"
+    fitted = np.concatenate(
+        [
+            np.asarray(data.to_input_shape(ds.images[i : i + 4096], input_shape, mode=mode))
+            for i in range(0, len(ds), 4096)
+        ]
+    )
+    return ds.with_images(fitted)
+
+
+def evaluate(net, variables, ds: data.Dataset, thresholds) -> dict:
+    """Per-exit accuracy, accuracy and mean FLOPs under thresholds, exit histogram."""
+    probs = train.predict(net, variables, ds.images)
+    per_exit = (probs.argmax(-1) == ds.labels).mean(axis=1)
+    acc, exit_ids = exits.policy_outcome(probs, ds.labels, np.asarray(thresholds, np.float32))
+    exit_ids = np.asarray(exit_ids)
+    flops = np.asarray(nets.exit_flops(net), np.float64)
+    histogram = np.bincount(exit_ids, minlength=net.num_exits)
+    return {
+        "accuracy_per_exit": [round(float(a), 4) for a in per_exit],
+        "accuracy_early_exit": round(float(acc), 4),
+        "mean_flops": float(flops[exit_ids].mean()),
+        "full_flops": float(flops[-1]),
+        "flops_ratio": round(float(flops[exit_ids].mean() / flops[-1]), 4),
+        "exit_histogram": histogram.tolist(),
+    }
+
+
+def train_victim(config: VictimConfig, out_dir: str | os.PathLike, *, progress: bool = True) -> dict:
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_full = data.load(config.dataset, "train", data_dir=config.data_dir)
+    test_split = "val" if config.dataset == "tinyimagenet" else "test"
+    test = data.load(config.dataset, test_split, data_dir=config.data_dir)
+    input_shape = input_shape_for(train_full.image_shape)
+    split_key, subset_key = jax.random.split(jax.random.key(config.seed))
+    if config.held_out >= len(train_full):
+        raise ValueError(f"held_out={config.held_out} leaves no training images of {len(train_full)}")
+    train_part, held = data.split(train_full, split_key, (len(train_full) - config.held_out, config.held_out))
+    if config.train_subset is not None:
+        train_part = data.subset(train_part, subset_key, min(config.train_subset, len(train_part)))
+    train_part, held, test = (prepare(d, input_shape) for d in (train_part, held, test))
+    mean, std = data.channel_stats(train_part.images)
+    net = nets.build(
+        config.arch,
+        num_classes=train_full.num_classes,
+        num_exits=config.num_exits,
+        width=config.width,
+        input_shape=input_shape,
+        mean=mean,
+        std=std,
+        dtype=config.dtype,
+    )
+    weight_decay = config.weight_decay or (5e-4 if config.arch == "vgg16" else 1e-4)
+    train_config = train.TrainConfig(
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        weight_decay=weight_decay,
+        flip=config.dataset not in NO_FLIP,
+        seed=config.seed,
+    )
+    variables, history = train.fit(
+        net, train_part, train_config, workdir=out_dir / "run", eval_set=test, progress=progress
+    )
+    held_probs = train.predict(net, variables, held.images)
+    if config.thresholds is not None:
+        thresholds = exits.check_thresholds(config.thresholds, net.num_exits)
+        how = "given per exit"
+    elif config.threshold is not None:
+        thresholds = exits.check_thresholds([config.threshold] * (net.num_exits - 1), net.num_exits)
+        how = "given global"
+    else:
+        choice = exits.sdn_global_threshold(held_probs, held.labels, max_drop=config.max_drop)
+        thresholds = choice.thresholds
+        how = f"SDN global threshold on {len(held)} held-out images (max drop {config.max_drop})"
+    result = {
+        "config": dataclasses.asdict(config),
+        "input_shape": list(input_shape),
+        "thresholds": [round(float(t), 4) for t in thresholds],
+        "thresholds_how": how,
+        "test": evaluate(net, variables, test, thresholds),
+        "exit_flops": nets.exit_flops(net),
+        "train_images": len(train_part),
+        "history": history,
+        "minutes": round((time.perf_counter() - started) / 60, 2),
+        "machine": machine_description(),
+    }
+    nets.save(out_dir / "model", net, variables, thresholds=thresholds, info={"dataset": config.dataset})
+    (out_dir / "result.json").write_text(json.dumps(result, indent=1))
+    plot_exit_histogram(result, out_dir / "exits.png")
+    return result
+
+
+def machine_description() -> str:
+    devices = jax.devices()
+    kind = devices[0].device_kind if devices else "?"
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPU cores, JAX {jax.__version__} on {len(devices)} x {kind}"
+    )
+
+
+def plot_exit_histogram(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    test = result["test"]
+    k = len(test["exit_histogram"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    left.bar(range(1, k + 1), test["exit_histogram"], color="tab:blue")
+    left.set(
+        xlabel="exit", ylabel="test samples", title=f"exits at thresholds {result['thresholds'][0]:.2f}…"
+    )
+    right.plot(range(1, k + 1), test["accuracy_per_exit"], "o-")
+    right.axhline(test["accuracy_early_exit"], color="tab:red", ls="--", label="early exit")
+    right.set(xlabel="exit", ylabel="test accuracy", title="accuracy per exit")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

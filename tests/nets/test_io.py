@@ -1,0 +1,38 @@
+"""Saving and loading a network with its thresholds."""
+
+import jax
+import numpy as np
+import pytest
+
+from mexjax import nets
+from mexjax.checkpoint import CheckpointError
+
+
+def test_roundtrip(tmp_path):
+    net = nets.build("mobilenet", num_classes=3, num_exits=3, width=0.125, mean=(0.1, 0.2, 0.3))
+    variables = net.init(jax.random.key(0))
+    nets.save(tmp_path / "m", net, variables, thresholds=[0.7, 0.8], info={"dataset": "toy"})
+    loaded, restored, thresholds, info = nets.load(tmp_path / "m")
+    assert loaded.spec == net.spec and info == {"dataset": "toy"}
+    np.testing.assert_array_equal(thresholds, np.array([0.7, 0.8], np.float32))
+    x = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype(np.float32)
+    for a, b in zip(net.logits(variables, x), loaded.logits(restored, x), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_save_checks_thresholds(tmp_path):
+    net = nets.build("vgg16", num_classes=3, num_exits=3, width=0.125)
+    with pytest.raises(ValueError, match="needs 2 thresholds"):
+        nets.save(tmp_path / "m", net, net.init(jax.random.key(0)), thresholds=[0.5])
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="no saved model"):
+        nets.load(tmp_path / "missing")
+    net = nets.build("vgg16", num_classes=3, num_exits=3, width=0.125)
+    nets.save(tmp_path / "m", net, net.init(jax.random.key(0)))
+    for meta in (tmp_path / "m").rglob("*"):
+        if meta.is_file() and "meta" in meta.parts:
+            meta.write_text("{broken")
+    with pytest.raises(CheckpointError):
+        nets.load(tmp_path / "m")

@@ -1,0 +1,123 @@
+"""The train loop: it learns, resumes bit-identically, shards over devices, freezes in IC-only mode."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from mexjax import data, nets, train
+from mexjax.checkpoint import CheckpointError
+
+
+def _toy(n=64, classes=4, seed=0):
+    """Classes differ in brightness and in which quadrant is lit: learnable in a few epochs."""
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % classes).astype(np.int32)
+    images = rng.integers(0, 40, (n, 32, 32, 3)).astype(np.int32)
+    for i, y in enumerate(labels):
+        r, c = divmod(int(y), 2)
+        images[i, r * 16 : (r + 1) * 16, c * 16 : (c + 1) * 16] += 180
+    return data.Dataset(images.clip(0, 255).astype(np.uint8), labels, tuple("abcd"))
+
+
+NET = dict(num_classes=4, num_exits=3, width=0.125)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return nets.build("vgg16", **NET)
+
+
+def _same(a, b):
+    return all(
+        jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda x, y: bool(np.array_equal(x, y)), a, b))
+    )
+
+
+def test_training_learns_and_logs(net, tmp_path):
+    ds = _toy()
+    config = train.TrainConfig(epochs=6, batch_size=16, learning_rate=0.05, milestones=(0.7,), flip=False)
+    variables, history = train.fit(net, ds, config, workdir=tmp_path, eval_set=ds, progress=False)
+    assert len(history) == 6
+    assert max(history[-1]["eval_acc"]) >= 0.9, history[-1]  # 4 classes: chance is 0.25
+    assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4, 5, 6]
+    assert history[0]["lr"] == pytest.approx(0.05) and history[-1]["lr"] == pytest.approx(0.005)
+    probs = train.predict(net, variables, ds.images[:10], batch_size=4)
+    assert probs.shape == (3, 10, 4)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_resume_is_bit_identical(net, tmp_path):
+    ds = _toy(48)
+    config = train.TrainConfig(epochs=3, batch_size=16, learning_rate=0.05)
+    straight, history = train.fit(net, ds, config, workdir=tmp_path / "a", progress=False)
+    _, first = train.fit(net, ds, config, workdir=tmp_path / "b", progress=False, stop_after_epoch=0)
+    assert len(first) == 1  # "killed" after the first epoch
+    resumed, history_b = train.fit(net, ds, config, workdir=tmp_path / "b", progress=False)
+    assert _same(straight, resumed)
+    assert [h["train_loss"] for h in history] == [h["train_loss"] for h in history_b]
+
+
+def test_resume_refuses_another_configuration(net, tmp_path):
+    ds = _toy(32)
+    train.fit(net, ds, train.TrainConfig(epochs=1, batch_size=16), workdir=tmp_path, progress=False)
+    other = nets.build("vgg16", num_classes=4, num_exits=3, width=0.25)
+    with pytest.raises(CheckpointError, match="another spec"):
+        train.fit(other, ds, train.TrainConfig(epochs=1, batch_size=16), workdir=tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="another config"):
+        train.fit(net, ds, train.TrainConfig(epochs=2, batch_size=16), workdir=tmp_path, progress=False)
+
+
+def test_corrupt_checkpoint_is_reported(net, tmp_path):
+    ds = _toy(32)
+    config = train.TrainConfig(epochs=2, batch_size=16)
+    train.fit(net, ds, config, workdir=tmp_path, progress=False, stop_after_epoch=0)
+    for file in (tmp_path / "checkpoints").rglob("*"):
+        if file.is_file() and "state" in file.parts:
+            file.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt|cannot be restored|unreadable"):
+        train.fit(net, ds, config, workdir=tmp_path, progress=False)
+
+
+def test_data_parallel_matches_one_device(net, cpu_devices):
+    ds = _toy(64)
+    config = train.TrainConfig(epochs=1, batch_size=32, learning_rate=0.05)
+    one, _ = train.fit(net, ds, config, devices=cpu_devices(1), progress=False)
+    four, _ = train.fit(net, ds, config, devices=cpu_devices(4), progress=False)
+    for a, b in zip(jax.tree_util.tree_leaves(one), jax.tree_util.tree_leaves(four), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-3, atol=2e-5)
+    assert not _same(one, net.init(jax.random.split(jax.random.key(0), 3)[0]))  # training did change it
+
+
+def test_ic_only_trains_only_the_ics(net):
+    ds = _toy(32)
+    start = net.init(jax.random.key(3))
+    config = train.TrainConfig(recipe="ic_only", epochs=1, batch_size=16)
+    trained, _ = train.fit(net, ds, config, variables=start, progress=False)
+    for name in start["params"]:
+        same = _same(start["params"][name], trained["params"][name])
+        assert same == (not name.startswith("ics_")), name
+    assert _same(start["batch_stats"], trained["batch_stats"])
+    with pytest.raises(ValueError, match="trained backbone"):
+        train.fit(net, ds, config, progress=False)
+
+
+def test_bad_training_input(net, cpu_devices):
+    ds = _toy(32)
+    with pytest.raises(ValueError, match="does not split over 4 devices"):
+        train.fit(net, ds, train.TrainConfig(epochs=1, batch_size=18), devices=cpu_devices(4), progress=False)
+    small = data.Dataset(np.zeros((4, 28, 28, 1), np.uint8), np.zeros(4, np.int32), ("a",))
+    with pytest.raises(ValueError, match="to_input_shape"):
+        train.fit(net, small, train.TrainConfig(epochs=1, batch_size=2), progress=False)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train.fit(net, ds, train.TrainConfig(epochs=1, batch_size=64), progress=False)
+
+
+def test_bfloat16_training_runs(tmp_path):
+    bf = nets.build("resnet56", num_classes=4, num_exits=2, width=0.125, dtype="bfloat16")
+    variables, history = train.fit(bf, _toy(32), train.TrainConfig(epochs=1, batch_size=16), progress=False)
+    assert np.isfinite(history[0]["train_loss"])
+    assert jax.tree_util.tree_leaves(variables["params"])[0].dtype == np.float32
