@@ -31,7 +31,11 @@ def check_thresholds(thresholds, num_exits: int) -> np.ndarray:
         )
     if not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.any(arr > 1):
         raise ValueError(f"thresholds must be finite and within [0, 1]; got {arr.tolist()}")
-    return arr.astype(np.float32)
+    arr = arr.astype(np.float32)
+    # XLA on CPU flushes subnormal floats to zero; flush them here too so host-side comparisons
+    # (batch-1 early exit) decide exactly as the device does.
+    arr[arr < np.finfo(np.float32).tiny] = 0.0
+    return arr
 
 
 def assign(confidences: jax.Array, thresholds: jax.Array) -> jax.Array:

@@ -9,6 +9,9 @@ from hypothesis.extra import numpy as hnp
 
 from mexjax import exits
 
+# XLA on CPU flushes subnormals to zero (check_thresholds does the same for thresholds; tested below).
+UNIT = st.floats(0, 1, width=32, allow_subnormal=False)
+
 
 def _brute(conf, thresholds):
     out = []
@@ -26,10 +29,8 @@ def _brute(conf, thresholds):
 @given(
     st.integers(2, 7).flatmap(
         lambda k: st.tuples(
-            hnp.arrays(
-                np.float32, st.tuples(st.integers(1, 20), st.just(k)), elements=st.floats(0, 1, width=32)
-            ),
-            hnp.arrays(np.float32, (k - 1,), elements=st.floats(0, 1, width=32)),
+            hnp.arrays(np.float32, st.tuples(st.integers(1, 20), st.just(k)), elements=UNIT),
+            hnp.arrays(np.float32, (k - 1,), elements=UNIT),
         )
     )
 )
@@ -72,3 +73,10 @@ def test_check_thresholds(thresholds, message):
     with pytest.raises(ValueError, match=message):
         exits.check_thresholds(thresholds, 3)
     assert exits.check_thresholds([0.2, 1.0], 3).dtype == np.float32
+
+
+def test_subnormal_thresholds_are_flushed_like_the_device_does():
+    t = exits.check_thresholds([1e-45, 0.5], 3)
+    assert t[0] == 0.0 and t[1] == np.float32(0.5)
+    conf = jnp.zeros((1, 3), jnp.float32)
+    assert int(exits.assign(conf, jnp.asarray(t))[0]) == 0

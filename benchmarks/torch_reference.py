@@ -1,0 +1,234 @@
+"""PyTorch reference of the SDN multi-exit networks, for same-machine speed comparisons.
+
+The same architectures as mexjax.nets (VGG16-BN / ResNet56 / MobileNet SDN, reference IC placement,
+width multiplier, mixed max/avg-pool IC heads), written in plain PyTorch the way the SDN reference code
+runs them: eager mode, one module per stage. It is a benchmark baseline only (never imported by mexjax).
+Run it in its own environment:
+
+    python3 -m venv .venv-torch && .venv-torch/bin/pip install torch==2.13.0 numpy
+    .venv-torch/bin/python benchmarks/torch_reference.py [--archs ...] [--widths 1.0 0.25] [--batch 128]
+
+Measures what benchmarks/bench_nets.py measures (train img/s, eval img/s of all exits, batch-1 latency
+to the first and the last exit) and writes benchmarks/results/torch-<host>-<date>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+VGG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+MOBILENET = (64, (128, 2), 128, (256, 2), 256, (512, 2), 512, 512, 512, 512, 512, (1024, 2), 1024)
+ICS = {"vgg16": (1, 3, 5, 6, 8, 9), "resnet56": (4, 8, 12, 16, 20, 24), "mobilenet": (3, 5, 7, 9, 12)}
+
+
+def ch(c, w):
+    return max(1, round(c * w))
+
+
+class ConvUnit(nn.Module):
+    def __init__(self, cin, cout, pool=False):
+        super().__init__()
+        self.conv, self.bn, self.pool = (
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            pool,
+        )
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.conv(x)))
+        x = F.max_pool2d(x, 2) if self.pool else x
+        return x, x
+
+
+class Basic(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.short = None
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.b2(self.c2(F.relu(self.b1(self.c1(x)))))
+        pre = y + (x if self.short is None else self.short(x))
+        return F.relu(pre), pre
+
+
+class DwSep(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.dw, self.b1 = nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin)
+        self.pw, self.b2 = nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        x = F.relu(self.b2(self.pw(F.relu(self.b1(self.dw(x))))))
+        return x, x
+
+
+class IC(nn.Module):
+    def __init__(self, channels, side, classes):
+        super().__init__()
+        self.k = side // 4 if side >= 4 else 1
+        self.alpha = nn.Parameter(torch.zeros(()))
+        self.fc = nn.Linear(channels * (side // self.k) ** 2, classes)
+
+    def forward(self, x):
+        if self.k > 1:
+            a = torch.sigmoid(self.alpha)
+            x = a * F.max_pool2d(x, self.k) + (1 - a) * F.avg_pool2d(x, self.k)
+        return self.fc(x.flatten(1))
+
+
+def units_of(arch, w):
+    units, sides, side = [], [], 32
+    if arch == "vgg16":
+        cin = 3
+        for i, item in enumerate(VGG):
+            if item == "M":
+                continue
+            pool = i + 1 < len(VGG) and VGG[i + 1] == "M"
+            units.append(ConvUnit(cin, ch(item, w), pool))
+            cin, side = ch(item, w), side // 2 if pool else side
+            sides.append((cin, side))
+        return units, sides
+    if arch == "resnet56":
+        cin = ch(16, w)
+        units.append(ConvUnit(3, cin))
+        sides.append((cin, side))
+        for s, c in enumerate((16, 32, 64)):
+            for b in range(9):
+                stride = 2 if s > 0 and b == 0 else 1
+                units.append(Basic(cin, ch(c, w), stride))
+                cin, side = ch(c, w), side // stride
+                sides.append((cin, side))
+        return units, sides
+    cin = ch(32, w)
+    units.append(ConvUnit(3, cin))
+    sides.append((cin, side))
+    for item in MOBILENET:
+        c, stride = item if isinstance(item, tuple) else (item, 1)
+        units.append(DwSep(cin, ch(c, w), stride))
+        cin, side = ch(c, w), side // stride
+        sides.append((cin, side))
+    return units, sides
+
+
+class SDN(nn.Module):
+    def __init__(self, arch, width, classes=10):
+        super().__init__()
+        units, sides = units_of(arch, width)
+        self.units = nn.ModuleList(units)
+        self.ic_at = ICS[arch]
+        self.ics = nn.ModuleList(IC(*sides[u], classes) for u in self.ic_at)
+        c, side = sides[-1]
+        if arch == "vgg16":
+            h = ch(512, width)
+            self.head = nn.Sequential(
+                nn.Flatten(), nn.Linear(c * side * side, h), nn.ReLU(), nn.Dropout(0.5),
+                nn.Linear(h, h), nn.ReLU(), nn.Dropout(0.5), nn.Linear(h, classes),
+            )  # fmt: skip
+        else:
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, classes))
+        ends = [u + 1 for u in self.ic_at] + [len(units)]
+        self.bounds = list(zip([0, *ends[:-1]], ends, strict=True))
+
+    def stage(self, x, i):
+        tap = x
+        for unit in self.units[self.bounds[i][0] : self.bounds[i][1]]:
+            x, tap = unit(x)
+        return x, (self.head(x) if i == len(self.bounds) - 1 else self.ics[i](tap))
+
+    def forward(self, x):
+        outs = []
+        for i in range(len(self.bounds)):
+            x, out = self.stage(x, i)
+            outs.append(out)
+        return outs
+
+
+def timed(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench(arch, width, batch, steps):
+    torch.manual_seed(0)
+    model = SDN(arch, width)
+    x = torch.rand(batch, 3, 32, 32)
+    y = torch.randint(0, 10, (batch,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    weights = [0.01] * len(model.ics) + [1.0]
+
+    def train_step():
+        model.train()
+        opt.zero_grad()
+        loss = sum(w * F.cross_entropy(o, y) for w, o in zip(weights, model(x), strict=True))
+        loss.backward()
+        opt.step()
+
+    train_step()
+    train_s = timed(train_step, steps)
+    model.eval()
+    with torch.no_grad():
+        model(x)
+        eval_s = timed(lambda: model(x), steps)
+        one = x[:1]
+        latency = []
+        for upto in (0, len(model.bounds) - 1):
+
+            def run(upto=upto):
+                h = one
+                for i in range(upto + 1):
+                    h, out = model.stage(h, i)
+                return out
+
+            run()
+            latency.append(timed(run, max(20, 4 * steps)) * 1e3)
+    return {
+        "arch": arch, "width": width, "batch": batch, "train_img_s": batch / train_s,
+        "eval_img_s": batch / eval_s, "batch1_first_ms": latency[0], "batch1_full_ms": latency[1],
+    }  # fmt: skip
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--archs", nargs="+", default=["vgg16", "resnet56", "mobilenet"])
+    parser.add_argument("--widths", nargs="+", type=float, default=[1.0, 0.25])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    for arch in args.archs:
+        for width in args.widths:
+            row = bench(arch, width, args.batch, args.steps)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    machine = f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    out = Path(f"benchmarks/results/torch-{platform.node()}-{datetime.date.today()}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps({"machine": machine, "date": str(datetime.date.today()), "rows": rows}, indent=1)
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
