@@ -64,11 +64,14 @@ class ExitRunner:
       stages: stage i maps (variables, features) -> (features, logits_i); stage 0 takes images.
       tile: rows per compiled stage call (see the module docstring).
       buckets: padded batch sizes of the batched path, each a multiple of `tile`, increasing.
+      check: optional input validation applied to every batch first (e.g. `MultiExitNet.check_inputs`,
+        which `MultiExitNet.runner` passes): it raises clear errors and returns the batch to run.
     """
 
     stages: tuple[StageFn, ...]
     tile: int = 1
     buckets: tuple[int, ...] = (8, 32, 128, 512)
+    check: Callable | None = None
 
     def __post_init__(self):
         if (
@@ -84,6 +87,9 @@ class ExitRunner:
     def num_exits(self) -> int:
         return len(self.stages)
 
+    def _checked(self, x):
+        return self.check(x) if self.check is not None else x
+
     @staticmethod
     def _pad(x, rows: int) -> np.ndarray:
         """Zero rows appended on the host (an eager jnp.pad would compile once per input size)."""
@@ -97,6 +103,7 @@ class ExitRunner:
     # (a) -----------------------------------------------------------------------------------
     def all_exits(self, variables, x) -> jax.Array:
         """Probabilities at every exit: f32[K, B, C] (no early exit)."""
+        x = self._checked(x)
         n = x.shape[0]
         rows = -(-n // self.tile) * self.tile
         h = self._pad(x, rows)
@@ -117,11 +124,12 @@ class ExitRunner:
     def early_exit_single(self, variables, image, thresholds) -> tuple[int, np.ndarray]:
         """Path (b): one image [1, H, W, C] (or [H, W, C]); stages run until its exit.
 
-        Returns (exit index, probabilities f32[C]). Thresholds must already be validated floats."""
-        h = np.asarray(image)
-        if h.ndim == 3:
-            h = h[None]
-        h = self._pad(h, self.tile)
+        Returns (exit index, probabilities f32[C])."""
+        thresholds = check_thresholds(thresholds, self.num_exits)
+        h = image[None] if getattr(image, "ndim", None) == 3 else image
+        if h.shape[0] != 1:
+            raise ValueError(f"early_exit_single takes one image; got a batch of {h.shape[0]}")
+        h = self._pad(self._checked(h), self.tile)
         last = self.num_exits - 1
         for i, fn in enumerate(self._fns):
             h, probs = fn(variables, h)
@@ -140,6 +148,7 @@ class ExitRunner:
     def early_exit_batched(self, variables, x, thresholds) -> tuple[np.ndarray, np.ndarray]:
         """Path (c): (exits int32[B], probabilities f32[B, C]); only undecided rows go on."""
         thresholds = check_thresholds(thresholds, self.num_exits)
+        x = self._checked(x)
         n = x.shape[0]
         exits = np.full(n, self.num_exits - 1, np.int32)
         out = None

@@ -120,6 +120,13 @@ class MultiExitNet:
             raise IndexError(f"stage {index} does not exist; this net has {self.spec.num_exits} exits")
         return self._stages[index]
 
+    def runner(self, *, tile: int = 1, buckets: tuple[int, ...] = (8, 32, 128, 512)):
+        """An `exits.ExitRunner` over this net's stages that validates its inputs."""
+        from mexjax.exits import ExitRunner
+
+        stages = tuple(self.stage(i) for i in range(self.num_exits))
+        return ExitRunner(stages, tile=tile, buckets=buckets, check=self.check_inputs)
+
     def exit_flops(self) -> list[int]:
         return _arch.exit_flops(self.spec)
 

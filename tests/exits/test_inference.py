@@ -110,3 +110,25 @@ def test_batched_rejects_bad_thresholds():
         runner.policy(variables, x, [0.5, 2.0])
     with pytest.raises(ValueError, match="multiples of tile"):
         exits.ExitRunner(runner.stages, tile=4, buckets=(6, 8))
+
+
+def test_net_runner_checks_its_inputs():
+    net = nets.build("vgg16", num_classes=3, num_exits=3, width=0.125)
+    variables = net.init(jax.random.key(0))
+    runner = net.runner(tile=1, buckets=(4,))
+    thresholds = np.full(2, 0.5, np.float32)
+    with pytest.raises(ValueError, match="expected images of shape"):
+        runner.early_exit_batched(variables, np.zeros((2, 28, 28, 3), np.float32), thresholds)
+    bad = np.zeros((1, 32, 32, 3), np.float32)
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        runner.early_exit_single(variables, bad, thresholds)
+    with pytest.raises(TypeError, match="uint8"):
+        runner.policy(variables, np.zeros((2, 32, 32, 3), np.int64), thresholds)
+    with pytest.raises(ValueError, match="one image"):
+        runner.early_exit_single(variables, np.zeros((2, 32, 32, 3), np.float32), thresholds)
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    exit_a, probs_a = runner.policy(variables, images, thresholds)  # uint8 accepted and scaled
+    exit_c, probs_c = runner.early_exit_batched(variables, images, thresholds)
+    np.testing.assert_array_equal(exit_a, exit_c)
+    np.testing.assert_array_equal(probs_a, probs_c)
