@@ -32,13 +32,26 @@ def _splits(name: str) -> tuple[str, ...]:
 def _cmd_demo(args) -> int:
     from mexjax import demo
 
-    summary = demo.run(out_dir=Path(args.out), data_dir=args.data_dir, seed=args.seed)
+    summary = demo.run(
+        out_dir=Path(args.out),
+        data_dir=args.data_dir,
+        seed=args.seed,
+        victim_images=args.victim_images,
+        victim_epochs=args.victim_epochs,
+    )
     print(f"{'dataset':<22}{'images':>8}  {'shape':<14}{'classes':>8}{'load s':>9}")
     for name, info in summary["datasets"].items():
         shape = "x".join(map(str, info["shape"]))
         print(f"{name:<22}{info['images']:>8}  {shape:<14}{info['classes']:>8}{info['load_seconds']:>9.2f}")
     for name in summary["skipped"]:
         print(f"{name:<22}  (not available: see summary.json)")
+    if "victim" in summary:
+        v = summary["victim"]
+        print(
+            f"victim: test accuracy per exit {v['accuracy_per_exit']}; thresholds {v['thresholds']}: "
+            f"accuracy {v['accuracy_early_exit']:.4f} at {v['flops_ratio']:.0%} of the full FLOPs, "
+            f"exits {v['exit_histogram']}; inference paths agree: {v['inference_paths_agree']}"
+        )
     print(f"figure: {summary['figure']}\nsummary: {Path(args.out) / 'summary.json'}")
     return 0
 
@@ -89,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="outputs/demo", help="folder for the demo's figures and summary")
     demo.add_argument("--data-dir", default=None, help="folder with the dataset archives")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--victim-images", type=int, default=6000, help="FashionMNIST images for the demo victim"
+    )
+    demo.add_argument("--victim-epochs", type=int, default=2)
     demo.set_defaults(func=_cmd_demo)
 
     tv = commands.add_parser(

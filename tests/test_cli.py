@@ -11,9 +11,20 @@ from tests.data.makers import write_fashion_mnist, write_image_folder
 def test_demo_on_tiny_data(tmp_path, cache_dir, capsys):
     data_dir = tmp_path / "data"
     write_image_folder(data_dir / "cifar10-jpeg75", {"test": {"cat": 5, "dog": 5}}, size=(32, 32))
-    write_fashion_mnist(data_dir / "fashion-mnist", n_test=9)
+    write_fashion_mnist(data_dir / "fashion-mnist", n_train=48, n_test=9)
     out = tmp_path / "out"
-    assert cli.main(["demo", "--out", str(out), "--data-dir", str(data_dir)]) == 0
+    argv = [
+        "demo",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(data_dir),
+        "--victim-images",
+        "32",
+        "--victim-epochs",
+        "1",
+    ]
+    assert cli.main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["datasets"]["cifar10/test"]["images"] == 10
     assert summary["datasets"]["fashion_mnist/test"]["shape"] == [28, 28, 1]
@@ -22,6 +33,10 @@ def test_demo_on_tiny_data(tmp_path, cache_dir, capsys):
     assert (out / "datasets.png").stat().st_size > 1000
     printed = capsys.readouterr().out
     assert "cifar10/test" in printed and "not available" in printed
+    victim = summary["victim"]
+    assert victim["inference_paths_agree"] is True
+    assert len(victim["accuracy_per_exit"]) == 4 and sum(victim["exit_histogram"]) == 9
+    assert (out / "victim" / "model").is_dir() and "inference paths agree: True" in printed
     mean = np.array(summary["datasets"]["cifar10/test"]["channel_mean"])
     assert np.all((mean > 0.3) & (mean < 0.7))  # uniform random pixels average 0.5
 
