@@ -114,6 +114,8 @@ def train_victim(config: VictimConfig, out_dir: str | os.PathLike, *, progress: 
         flip=config.dataset not in NO_FLIP,
         seed=config.seed,
     )
+    metrics_file = out_dir / "run" / "metrics.jsonl"
+    resumed_epochs = len(metrics_file.read_text().splitlines()) if metrics_file.exists() else 0
     variables, history = train.fit(
         net, train_part, train_config, workdir=out_dir / "run", eval_set=test, progress=progress
     )
@@ -137,7 +139,17 @@ def train_victim(config: VictimConfig, out_dir: str | os.PathLike, *, progress: 
         "exit_flops": nets.exit_flops(net),
         "train_images": len(train_part),
         "history": history,
-        "minutes": round((time.perf_counter() - started) / 60, 2),
+        # all epochs (also those of earlier, resumed invocations) + this invocation's other work
+        "minutes": round(
+            (
+                time.perf_counter()
+                - started
+                - sum(h["seconds"] for h in history[resumed_epochs:])
+                + sum(h["seconds"] for h in history)
+            )
+            / 60,
+            2,
+        ),
         "machine": machine_description(),
     }
     nets.save(out_dir / "model", net, variables, thresholds=thresholds, info={"dataset": config.dataset})
