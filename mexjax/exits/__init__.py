@@ -7,17 +7,36 @@ ExitRunner(stages, tile=1)  three inference paths that agree exactly: all_exits 
 """
 
 from mexjax.exits._inference import ExitRunner
+from mexjax.exits._kde import check_runtimes, estimate_exits, kde, rule_of_thumb
 from mexjax.exits._policy import assign, check_thresholds, confidence, probabilities, select
+from mexjax.exits._search import (
+    brute_force,
+    candidates,
+    coordinate_ascent,
+    greedy,
+    objective,
+    search_thresholds,
+)
 from mexjax.exits._thresholds import ThresholdChoice, policy_outcome, sdn_global_threshold
 
 __all__ = [
     "ExitRunner",
     "ThresholdChoice",
     "assign",
+    "brute_force",
+    "candidates",
+    "check_runtimes",
     "check_thresholds",
     "confidence",
+    "coordinate_ascent",
+    "estimate_exits",
+    "greedy",
+    "kde",
+    "objective",
     "policy_outcome",
     "probabilities",
+    "rule_of_thumb",
     "sdn_global_threshold",
+    "search_thresholds",
     "select",
 ]

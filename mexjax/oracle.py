@@ -1,0 +1,183 @@
+"""The black-box victim: what an attacker can ask, and nothing more.
+
+`Oracle.query(images)` answers each image with the victim's probability vector (or its label only)
+and the wall time of the answer, measured around real early exit at batch 1 (stages run one by one
+until the exit; the answer is on the host when the clock stops). It never returns the exit index.
+Every image sent counts against a strict budget, repeats included; a request the budget cannot cover
+is answered as far as it goes and then refused with `BudgetExhausted`, which carries those answers.
+
+Timing modes: "measured" (real wall clock, `time.perf_counter`) and "simulated" (the FLOPs of the exit
+reached x seconds per FLOP x noise; fast and reproducible for tests and sweeps). Every result says
+which mode made it and how many timing passes were taken per query.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import numpy as np
+
+from mexjax import exits as mexits
+from mexjax.nets import MultiExitNet, exit_flops
+
+
+class BudgetExhausted(RuntimeError):
+    """The query budget is spent; `answered` holds the QueryResult of what was answered."""
+
+    def __init__(self, message: str, answered: QueryResult):
+        super().__init__(message)
+        self.answered = answered
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryResult:
+    outputs: np.ndarray  # f32[N, C] probabilities, or int32[N] labels when the victim gives labels only
+    runtimes: np.ndarray  # f64[N] seconds (fastest of `passes` timings)
+    passes: int
+    timing: str  # "measured" or "simulated"
+    output: str  # "probs" or "labels"
+
+    def __len__(self) -> int:
+        return len(self.runtimes)
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulatedTiming:
+    """Cost model: time = (overhead + FLOPs of the exit reached x seconds_per_flop) x noise.
+
+    noise: "lognormal" (multiplicative, sigma = scale) or "gaussian" (additive, sd = scale x the
+    full network's time); outliers: the share of answers slowed by a factor drawn from [2, 5].
+    """
+
+    seconds_per_flop: float = 2e-11
+    overhead: float = 5e-5
+    noise: str = "lognormal"
+    scale: float = 0.03
+    outliers: float = 0.0
+
+    def __post_init__(self):
+        if self.noise not in ("lognormal", "gaussian"):
+            raise ValueError(f"noise must be 'lognormal' or 'gaussian'; got {self.noise!r}")
+        if self.seconds_per_flop <= 0 or self.scale < 0 or not 0 <= self.outliers < 1:
+            raise ValueError("need seconds_per_flop > 0, scale >= 0 and 0 <= outliers < 1")
+
+    def sample(self, key, flops: np.ndarray, full_flops: float) -> np.ndarray:
+        k1, k2, k3 = jax.random.split(key, 3)
+        base = self.overhead + flops * self.seconds_per_flop
+        z = np.asarray(jax.random.normal(k1, flops.shape), np.float64)
+        if self.noise == "lognormal":
+            t = base * np.exp(self.scale * z)
+        else:
+            t = base + self.scale * (self.overhead + full_flops * self.seconds_per_flop) * z
+        slow = np.asarray(jax.random.uniform(k2, flops.shape)) < self.outliers
+        factor = 2.0 + 3.0 * np.asarray(jax.random.uniform(k3, flops.shape), np.float64)
+        return np.maximum(np.where(slow, t * factor, t), 1e-9)
+
+
+class Oracle:
+    """A trained multi-exit victim behind a black-box interface (see the module docstring)."""
+
+    def __init__(
+        self,
+        net: MultiExitNet,
+        variables,
+        thresholds,
+        *,
+        budget: int,
+        output: str = "probs",
+        timing: str | SimulatedTiming = "measured",
+        key: jax.Array | None = None,
+    ):
+        if output not in ("probs", "labels"):
+            raise ValueError(f"output must be 'probs' or 'labels'; got {output!r}")
+        if not isinstance(budget, int) or budget < 0:
+            raise ValueError(f"budget must be a non-negative int; got {budget!r}")
+        if timing != "measured" and not isinstance(timing, SimulatedTiming):
+            raise ValueError("timing must be 'measured' or a SimulatedTiming")
+        self._net = net
+        self._variables = variables
+        self._thresholds = mexits.check_thresholds(thresholds, net.num_exits)
+        self._runner = net.runner(tile=1)
+        self._flops = np.asarray(exit_flops(net), np.float64)
+        self.budget = budget
+        self.output = output
+        self.timing = timing
+        self._key = key if key is not None else jax.random.key(0)
+        self.used = 0
+        self._warm = False
+
+    @property
+    def input_shape(self):
+        return self._net.input_shape
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - self.used
+
+    def _warmup(self, image):
+        if not self._warm:  # compile every stage once; not counted, not timed
+            for _ in range(2):
+                self._runner.early_exit_single(self._variables, image, np.zeros_like(self._thresholds))
+                self._runner.early_exit_single(self._variables, image, np.ones_like(self._thresholds))
+            self._warm = True
+
+    def query(self, images, *, passes: int = 1) -> QueryResult:
+        """Answer images [N, H, W, C] (uint8, or float in [0, 1]); each is timed `passes` times.
+
+        Costs N x passes queries. Raises BudgetExhausted (with the answers it could give) when the
+        remaining budget does not cover the request."""
+        if passes < 1:
+            raise ValueError(f"passes must be >= 1; got {passes}")
+        images = self._net.check_inputs(images)  # shape, dtype and NaN checks; float32 in [0, 1]
+        images = np.asarray(images)
+        n = len(images)
+        affordable = min(n, self.remaining // passes)
+        answered = self._answer(images[:affordable], passes)
+        if affordable < n:
+            raise BudgetExhausted(
+                f"query budget exhausted: {self.budget} queries allowed, {self.used} used; answered "
+                f"{affordable} of {n} images ({passes} timing passes each). The answers so far are in "
+                "this exception's `answered`.",
+                answered,
+            )
+        return answered
+
+    def _answer(self, images, passes) -> QueryResult:
+        n = len(images)
+        self.used += n * passes
+        if isinstance(self.timing, SimulatedTiming):
+            exit_ids, probs = self._runner.early_exit_batched(self._variables, images, self._thresholds)
+            times = []
+            for _ in range(passes):
+                self._key, sub = jax.random.split(self._key)
+                times.append(self.timing.sample(sub, self._flops[exit_ids], float(self._flops[-1])))
+            runtimes = np.min(np.stack(times), axis=0) if n else np.zeros(0)
+            mode = "simulated"
+        else:
+            probs = np.zeros((n, self._net.num_classes), np.float32)
+            runtimes = np.full(n, np.inf)
+            if n:
+                self._warmup(images[:1])
+            for _ in range(passes):
+                for i in range(n):
+                    start = time.perf_counter()
+                    _, p = self._runner.early_exit_single(
+                        self._variables, images[i : i + 1], self._thresholds
+                    )
+                    elapsed = time.perf_counter() - start
+                    runtimes[i] = min(runtimes[i], elapsed)
+                    probs[i] = p
+            mode = "measured"
+        outputs = probs.argmax(-1).astype(np.int32) if self.output == "labels" else probs
+        return QueryResult(outputs, runtimes.astype(np.float64), passes, mode, self.output)
+
+
+def true_exits(oracle: Oracle, images) -> np.ndarray:
+    """Ground truth for evaluation code only: the exit each image takes in the victim.
+
+    Attack code must never call this (a remote attacker cannot); it costs no queries."""
+    images = oracle._net.check_inputs(images)
+    exit_ids, _ = oracle._runner.early_exit_batched(oracle._variables, np.asarray(images), oracle._thresholds)
+    return exit_ids

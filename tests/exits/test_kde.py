@@ -1,0 +1,124 @@
+"""KDE and exit estimation from response times: synthetic mixtures (balanced, very unbalanced, heavy
+tails) with known exits, against scipy and against the textbook rule."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mexjax import exits, metrics
+
+# median batch-1 runtime per exit of a width-0.25 VGG16-SDN measured on a 2-core CPU (ms)
+EXIT_MS = np.array([0.30, 0.50, 0.70, 1.01, 1.20, 1.62])
+
+
+def mixture(shares, n, *, seed=0, sigma=0.03, outliers=0.0, tail=0.0):
+    """Runtimes of n queries whose exits follow `shares`; lognormal noise, slow tails and outliers."""
+    rng = np.random.default_rng(seed)
+    true = rng.choice(len(shares), size=n, p=np.asarray(shares) / np.sum(shares))
+    t = EXIT_MS[: len(shares)][true] * np.exp(sigma * rng.normal(size=n))
+    t *= 1 + tail * rng.exponential(size=n) * (rng.uniform(size=n) < 0.2)  # right-skewed jitter
+    slow = rng.uniform(size=n) < outliers
+    t[slow] *= rng.uniform(1.5, 5.0, slow.sum())
+    return t, true
+
+
+def textbook(runtimes):
+    """Local minima of one Gaussian KDE (Scott), evaluated at the sorted runtimes."""
+    x = np.sort(runtimes)
+    f = stats.gaussian_kde(x)(x)
+    cuts = [x[i] for i in range(1, len(x) - 1) if f[i] < f[i - 1] and f[i] <= f[i + 1]]
+    return np.searchsorted(np.asarray(cuts), runtimes, side="right")
+
+
+def test_kde_matches_scipy():
+    rng = np.random.default_rng(0)
+    samples = rng.normal(size=500)
+    points = np.linspace(-4, 4, 301)
+    for bw in ("scott", "silverman", 0.2):
+        ours = np.asarray(exits.kde(samples, points, bandwidth=bw))
+        h = exits.rule_of_thumb(samples, bw)
+        ref = stats.gaussian_kde(samples, bw_method=h / samples.std(ddof=1))(points)
+        np.testing.assert_allclose(ours, ref, rtol=2e-3, atol=1e-6)
+    np.testing.assert_allclose(
+        np.trapezoid(np.asarray(exits.kde(samples, points, 0.3)), points), 1, atol=1e-3
+    )
+
+
+def test_kde_chunks_agree():
+    samples = np.random.default_rng(1).normal(size=100)
+    points = np.linspace(-3, 3, 1000)
+    np.testing.assert_allclose(
+        np.asarray(exits.kde(samples, points, 0.2, chunk=64)),
+        np.asarray(exits.kde(samples, points, 0.2)),
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_balanced_exits(seed):
+    t, true = mixture([1] * 6, 3000, seed=seed)
+    est, k = exits.estimate_exits(t)
+    assert k == 6
+    assert metrics.exit_prediction(est, true)["balanced_accuracy"] > 0.99
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sparse_early_exits_of_one_percent(seed):
+    # natural out-of-distribution queries: 98 % run to the last exit, 0.4 % reach each early exit
+    t, true = mixture([0.004] * 5 + [0.98], 5000, seed=seed, sigma=0.04, tail=0.1, outliers=0.01)
+    assert np.all(np.bincount(true, minlength=6)[:5] >= 10)
+    est, k = exits.estimate_exits(t)
+    result = metrics.exit_prediction(est, true)
+    assert k == 6, result["confusion"]
+    assert result["accuracy"] > 0.97 and result["balanced_accuracy"] > 0.95, result
+    # the textbook rule fails on the same runtimes
+    assert metrics.exit_prediction(textbook(t), true)["balanced_accuracy"] < result["balanced_accuracy"] - 0.1
+
+
+def test_heavy_tails_do_not_create_spurious_exits():
+    t, true = mixture([0.2, 0.1, 0.3, 0.1, 0.1, 0.2], 4000, seed=5, sigma=0.03, tail=0.15, outliers=0.03)
+    est, k = exits.estimate_exits(t)
+    assert k == 6
+    assert metrics.exit_prediction(est, true)["accuracy"] > 0.93
+    assert len(np.unique(textbook(t))) > 6  # the textbook rule splits the tails into extra humps
+
+
+def test_boundaries_are_returned_in_runtime_units():
+    t, _ = mixture([1, 1, 1], 1500, seed=2)
+    _, k, bounds = exits.estimate_exits(t, return_boundaries=True)
+    assert k == 3 and len(bounds) == 2
+    assert EXIT_MS[0] < bounds[0] < EXIT_MS[1] < bounds[1] < EXIT_MS[2]
+
+
+def test_single_hump_warns():
+    t = np.random.default_rng(0).normal(1.0, 0.01, 500)
+    with pytest.warns(UserWarning, match="single hump"):
+        est, k = exits.estimate_exits(t)
+    assert k == 1 and np.all(est == 0)
+
+
+@pytest.mark.parametrize(
+    ("runtimes", "message"),
+    [
+        ([1.0, np.nan, 2.0], "NaN"),
+        ([1.0, -2.0], "negative"),
+        ([1.0, np.inf], "infinite"),
+        ([1.0], "at least 2"),
+        (np.ones((2, 2)), "1-D"),
+    ],
+)
+def test_bad_runtimes(runtimes, message):
+    with pytest.raises(ValueError, match=message):
+        exits.estimate_exits(runtimes)
+
+
+def test_bad_bandwidth():
+    with pytest.raises(ValueError, match="positive"):
+        exits.kde([1.0, 2.0], [1.5], bandwidth=-1.0)
+    with pytest.raises(ValueError, match="scott"):
+        exits.kde([1.0, 2.0], [1.5], bandwidth="wide")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exits.estimate_exits(mixture([1, 1], 400)[0], bandwidth="silverman")

@@ -1,0 +1,98 @@
+"""Output-strategy search: exact on small instances, never worse than greedy, recovers a true policy."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mexjax import exits
+
+
+def _instance(seed, n, k, *, realizable=False, noise=0.0):
+    rng = np.random.default_rng(seed)
+    conf = rng.uniform(0.2, 1.0, (n, k)).astype(np.float32)
+    if realizable:
+        hidden = np.sort(rng.uniform(0.5, 0.95, k - 1)).astype(np.float32)
+        targets = np.asarray(exits.assign(conf, hidden))
+        flip = rng.uniform(size=n) < noise
+        targets[flip] = rng.integers(0, k, flip.sum())
+    else:
+        targets = rng.integers(0, k, n)
+    return conf, targets.astype(np.int32)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 40), st.integers(2, 4))
+def test_vectorized_reaches_the_brute_force_optimum(seed, n, k):
+    conf, targets = _instance(seed, n, k)
+    best = exits.objective(conf, targets, exits.brute_force(conf, targets))
+    found = exits.search_thresholds(conf, targets)
+    assert exits.objective(conf, targets, found) == best
+    assert np.all((found >= 0) & (found <= 1))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 40), st.integers(2, 4))
+def test_label_matching_option_reaches_the_optimum(seed, n, k):
+    conf, targets = _instance(seed, n, k)
+    match = np.random.default_rng(seed + 1).uniform(size=(n, k)) < 0.7
+    best = exits.objective(conf, targets, exits.brute_force(conf, targets, label_match=match), match)
+    found = exits.search_thresholds(conf, targets, label_match=match)
+    assert exits.objective(conf, targets, found, match) == best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ascent_is_never_worse_than_greedy(seed):
+    conf, targets = _instance(seed, 400, 6, realizable=True, noise=0.3)
+    start = exits.greedy(conf, targets)
+    improved = exits.coordinate_ascent(conf, targets, start)
+    assert exits.objective(conf, targets, improved) >= exits.objective(conf, targets, start)
+    assert exits.objective(conf, targets, exits.search_thresholds(conf, targets, method="ascent")) == (
+        exits.objective(conf, targets, improved)
+    )
+
+
+def test_ascent_recovers_a_noise_free_policy():
+    conf, targets = _instance(7, 2000, 6, realizable=True)
+    found = exits.search_thresholds(conf, targets, method="ascent")
+    assert exits.objective(conf, targets, found) == len(targets)
+
+
+def test_ascent_matches_brute_force_on_most_small_instances():
+    hits = 0
+    for seed in range(30):
+        conf, targets = _instance(seed, 25, 4)
+        best = exits.objective(conf, targets, exits.brute_force(conf, targets))
+        hits += (
+            exits.objective(conf, targets, exits.search_thresholds(conf, targets, method="ascent")) == best
+        )
+    assert hits >= 25  # coordinate ascent is a local method: exact on most, not all, random instances
+
+
+def test_candidates_follow_the_interval_rule():
+    conf = np.array([[0.9, 0.5], [0.8, 0.5], [0.6, 0.5], [0.95, 0.5]], np.float32)
+    targets = np.array([0, 0, 1, 1], np.int32)
+    c = exits.candidates(conf, targets, 0)
+    assert c.min() == np.float32(0.8) and c.max() > np.float32(0.95)  # from min Conf_0 to above max Conf̄_0
+    assert np.float32(0.6) not in c
+
+
+@pytest.mark.parametrize(
+    ("conf", "targets", "message"),
+    [
+        (np.full((3, 2), 1.5, np.float32), np.zeros(3, np.int32), "within \\[0, 1\\]"),
+        (np.full((3,), 0.5, np.float32), np.zeros(3, np.int32), "\\[N, K\\]"),
+        (np.full((3, 2), 0.5, np.float32), np.zeros(4, np.int32), "target_exits"),
+        (np.full((3, 2), 0.5, np.float32), np.full(3, 2, np.int32), "0..1"),
+        (np.full((3, 2), np.nan, np.float32), np.zeros(3, np.int32), "finite"),
+    ],
+)
+def test_bad_input(conf, targets, message):
+    with pytest.raises(ValueError, match=message):
+        exits.search_thresholds(conf, targets)
+
+
+def test_unknown_method():
+    conf, targets = _instance(0, 5, 2)
+    with pytest.raises(ValueError, match="method"):
+        exits.search_thresholds(conf, targets, method="anneal")

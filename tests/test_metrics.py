@@ -1,0 +1,43 @@
+"""Metrics on hand-made cases with known values."""
+
+import numpy as np
+import pytest
+
+from mexjax import metrics
+
+
+def test_label_and_exit_metrics():
+    victim_labels = np.array([0, 1, 2, 1])
+    victim_exits = np.array([0, 0, 1, 2])
+    student_labels = np.array([0, 1, 1, 1])
+    student_exits = np.array([0, 1, 1, 2])
+    assert metrics.accuracy(student_labels, np.array([0, 1, 2, 2])) == 0.5
+    assert metrics.fidelity(student_labels, victim_labels) == 0.75
+    assert metrics.exit_agreement(student_exits, victim_exits) == 0.75
+    assert (
+        metrics.closeness(student_labels, student_exits, victim_labels, victim_exits) == 0.5
+    )  # samples 0 and 3
+
+
+def test_mean_flops():
+    assert metrics.mean_flops(np.array([0, 2, 2, 1]), [10, 20, 40]) == pytest.approx(27.5)
+    with pytest.raises(ValueError, match="exit costs"):
+        metrics.mean_flops(np.array([3]), [10, 20, 40])
+
+
+def test_exit_prediction_balanced_and_confusion():
+    true = np.array([0, 1, 2, 2, 2, 2, 2, 2, 2, 2])
+    est = np.array([1, 1, 2, 2, 2, 2, 2, 2, 2, 2])
+    result = metrics.exit_prediction(est, true)
+    assert result["accuracy"] == 0.9
+    assert result["balanced_accuracy"] == pytest.approx((0 + 1 + 1) / 3)  # exit 0 entirely missed
+    assert result["confusion"] == [[0, 1, 0], [0, 1, 0], [0, 0, 8]]
+    wider = metrics.exit_prediction(np.array([0, 3]), np.array([0, 1]))  # an extra estimated exit
+    assert np.array(wider["confusion"]).shape == (2, 4) and wider["recall_per_exit"] == [1.0, 0.0]
+
+
+def test_metric_input_errors():
+    with pytest.raises(ValueError, match="one length"):
+        metrics.fidelity(np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="empty"):
+        metrics.accuracy(np.zeros(0), np.zeros(0))

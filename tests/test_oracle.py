@@ -1,0 +1,95 @@
+"""The black-box oracle: answers, budget accounting, timing modes, and what it never reveals."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from mexjax import exits, metrics, nets, oracle
+
+
+@pytest.fixture(scope="module")
+def victim():
+    net = nets.build("vgg16", num_classes=5, num_exits=3, width=0.125)
+    variables = net.init(jax.random.key(0))
+    images = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    conf = np.asarray(exits.confidence(net.runner().all_exits(variables, images)))
+    thresholds = np.quantile(conf[:-1], [0.6, 0.5], axis=1).diagonal().astype(np.float32)
+    return net, variables, thresholds, images
+
+
+def test_answers_equal_the_victims_early_exit(victim):
+    net, variables, thresholds, images = victim
+    o = oracle.Oracle(net, variables, thresholds, budget=100)
+    result = o.query(images[:10])
+    _, probs = net.runner().policy(variables, images[:10], thresholds)
+    np.testing.assert_array_equal(result.outputs, probs)
+    assert result.runtimes.shape == (10,) and np.all(result.runtimes > 0)
+    assert result.timing == "measured" and result.passes == 1 and o.used == 10
+    assert not any("exit" in f.name for f in dataclasses.fields(result))  # never the exit index
+
+
+def test_budget_counts_repeats_and_keeps_partial_answers(victim):
+    net, variables, thresholds, images = victim
+    o = oracle.Oracle(net, variables, thresholds, budget=25, timing=oracle.SimulatedTiming())
+    first = o.query(images[:10], passes=2)
+    assert o.used == 20 and o.remaining == 5
+    with pytest.raises(oracle.BudgetExhausted, match="25 queries allowed") as caught:
+        o.query(images[10:20], passes=2)
+    partial = caught.value.answered
+    assert len(partial) == 2 and o.used == 24  # two more images, two passes each
+    np.testing.assert_array_equal(partial.outputs, o_probs(victim, images[10:12]))
+    with pytest.raises(oracle.BudgetExhausted):
+        o.query(images[:1])
+    assert len(first) == 10
+
+
+def o_probs(victim, images):
+    net, variables, thresholds, _ = victim
+    return net.runner().policy(variables, images, thresholds)[1]
+
+
+def test_labels_only_output(victim):
+    net, variables, thresholds, images = victim
+    o = oracle.Oracle(net, variables, thresholds, budget=10, output="labels")
+    result = o.query(images[:5])
+    assert result.outputs.dtype == np.int32 and result.output == "labels"
+    np.testing.assert_array_equal(result.outputs, o_probs(victim, images[:5]).argmax(-1))
+
+
+def test_simulated_timing_separates_exits(victim):
+    net, variables, thresholds, images = victim
+    timing = oracle.SimulatedTiming(seconds_per_flop=1e-9, noise="lognormal", scale=0.02)
+    o = oracle.Oracle(net, variables, thresholds, budget=1000, timing=timing, key=jax.random.key(1))
+    result = o.query(images, passes=3)
+    assert result.timing == "simulated" and result.passes == 3
+    true = oracle.true_exits(o, images)
+    assert len(np.unique(true)) == 3
+    est, k = exits.estimate_exits(result.runtimes)
+    assert k == 3 and metrics.exit_prediction(est, true)["accuracy"] == 1.0
+
+
+def test_measured_timing_orders_the_exits(victim):
+    net, variables, thresholds, images = victim
+    o = oracle.Oracle(net, variables, thresholds, budget=10_000)
+    result = o.query(images, passes=5)
+    true = oracle.true_exits(o, images)
+    medians = [np.median(result.runtimes[true == e]) for e in range(3)]
+    assert medians[0] < medians[1] < medians[2], medians
+
+
+def test_bad_requests(victim):
+    net, variables, thresholds, images = victim
+    o = oracle.Oracle(net, variables, thresholds, budget=10)
+    with pytest.raises(ValueError, match="expected images"):
+        o.query(np.zeros((2, 28, 28, 3), np.uint8))
+    with pytest.raises(ValueError, match="passes"):
+        o.query(images[:1], passes=0)
+    assert o.used == 0
+    with pytest.raises(ValueError, match="thresholds"):
+        oracle.Oracle(net, variables, [0.5], budget=10)
+    with pytest.raises(ValueError, match="budget"):
+        oracle.Oracle(net, variables, thresholds, budget=-1)
+    with pytest.raises(ValueError, match="output"):
+        oracle.Oracle(net, variables, thresholds, budget=1, output="logits")
