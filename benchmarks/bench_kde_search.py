@@ -67,7 +67,7 @@ def search_rows(n, k, machine):
     rng = np.random.default_rng(1)
     conf = rng.uniform(0.2, 1.0, (n, k)).astype(np.float32)
     hidden = np.sort(rng.uniform(0.5, 0.95, k - 1)).astype(np.float32)
-    targets = np.asarray(exits.assign(conf, hidden))
+    targets = np.array(exits.assign(conf, hidden))
     flip = rng.uniform(size=n) < 0.2
     targets[flip] = rng.integers(0, k, flip.sum())
     start = time.perf_counter()

@@ -40,6 +40,7 @@ def test_budget_counts_repeats_and_keeps_partial_answers(victim):
     partial = caught.value.answered
     assert len(partial) == 2 and o.used == 24  # two more images, two passes each
     np.testing.assert_array_equal(partial.outputs, o_probs(victim, images[10:12]))
+    assert len(o.query(images[:1])) == 1  # the last query
     with pytest.raises(oracle.BudgetExhausted):
         o.query(images[:1])
     assert len(first) == 10

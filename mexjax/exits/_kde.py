@@ -9,8 +9,11 @@ outliers (timing noise) form small spurious humps. The estimator here therefore
   2. chooses the bandwidth from the spread *within* humps (Silverman's rule on the pooled robust
      within-hump scale, refined once after a first split), not from the whole sample,
   3. keeps a density minimum as a boundary only if it is a real dip (its density is below `dip` times
-     the lower of the two neighbouring peaks) and both sides hold enough queries (`min_count`), merging
-     the weakest boundary first until every remaining one qualifies.
+     the lower of the two neighbouring peaks), the peaks lie `separation` spreads apart and both sides
+     hold enough queries (`min_count`), merging the weakest boundary first;
+  4. merges humps that do not stand out of the local background of scattered slow outliers (a Poisson
+     test of each hump's core), and humps much wider than the typical spread, into the exit on their
+     left, in one pass each.
 Exits are numbered 0, 1, ... in order of time; an exit no query reaches cannot be seen.
 """
 
@@ -93,34 +96,33 @@ def _grid_density(x: np.ndarray, h: float, points: int = 2048):
     return grid, np.asarray(kde(x, grid, h), np.float64)
 
 
-def _boundaries(x, grid, density, dip: float, min_count: int) -> list[float]:
-    """Minima of `density` that separate real humps (see module docstring), as x positions."""
+def _boundaries(x, grid, density, dip: float, min_count: int, min_separation: float = 0.0) -> list[float]:
+    """Minima of `density` that separate real humps (see module docstring), as x positions.
+
+    A minimum stays a boundary only if both sides hold >= min_count points, the two neighbouring peaks
+    lie at least `min_separation` apart, and its density is below `dip` x the lower peak. The worst
+    offender is merged first (too few points, then the closest peaks, then the shallowest dip)."""
     d = density
     interior = np.arange(1, len(d) - 1)
-    minima = interior[(d[interior] < d[interior - 1]) & (d[interior] <= d[interior + 1])]
-    cuts = list(minima)
+    cuts = list(interior[(d[interior] < d[interior - 1]) & (d[interior] <= d[interior + 1])])
     while cuts:
         edges = [0, *cuts, len(d) - 1]
         peaks = [int(a + np.argmax(d[a : b + 1])) for a, b in itertools.pairwise(edges)]
         counts = np.histogram(x, bins=[-np.inf, *grid[cuts], np.inf])[0]
-        # badness of each cut: dip ratio, and whether a side holds too few queries
         scores = []
         for j, c in enumerate(cuts):
             ratio = d[c] / max(min(d[peaks[j]], d[peaks[j + 1]]), 1e-300)
             small = min(counts[j], counts[j + 1]) < min_count
-            scores.append((small, ratio))
-        worst = max(range(len(cuts)), key=lambda j: (scores[j][0], scores[j][1]))
-        small, ratio = scores[worst]
-        if not small and ratio < dip:
+            close = grid[peaks[j + 1]] - grid[peaks[j]] < min_separation
+            scores.append((small, close, -(grid[peaks[j + 1]] - grid[peaks[j]]) if close else 0.0, ratio))
+        worst = max(range(len(cuts)), key=lambda j: scores[j])
+        small, close, _, ratio = scores[worst]
+        if not small and not close and ratio < dip:
             break
         if small:  # merge the too-small hump with the neighbour across its shallower dip
-            j = worst
-            side = j if counts[j] < counts[j + 1] else j + 1  # index of the small hump
-            left_cut = side - 1 if side - 1 >= 0 else None
-            right_cut = side if side < len(cuts) else None
-            options = [k for k in (left_cut, right_cut) if k is not None]
-            drop = max(options, key=lambda k: d[cuts[k]])
-            cuts.pop(drop)
+            side = worst if counts[worst] < counts[worst + 1] else worst + 1  # index of the small hump
+            options = [k for k in (side - 1, side) if 0 <= k < len(cuts)]
+            cuts.pop(max(options, key=lambda k: d[cuts[k]]))
         else:
             cuts.pop(worst)
     return [float(grid[c]) for c in cuts]
@@ -131,19 +133,30 @@ def estimate_exits(
     *,
     bandwidth: float | str | None = None,
     log: bool = True,
-    dip: float = 0.5,
+    dip: float = 0.7,
     min_count: int | None = None,
+    smoothing: float = 0.5,
+    separation: float = 2.5,
+    significance: float = 4.0,
+    max_spread: float = 2.5,
     return_boundaries: bool = False,
 ):
     """Estimate each query's exit from its response time.
 
     Args:
       runtimes: f32[N] positive times (seconds or any unit).
-      bandwidth: None = the within-hump rule (module docstring); or a float (in log units when
-        log=True) / "scott" / "silverman" for a single KDE on the whole sample.
+      bandwidth: None = `smoothing` x the robust spread inside humps (module docstring); or a float
+        (in log units when log=True) / "scott" / "silverman" for one KDE bandwidth from the whole sample.
       log: analyse log-times (multiplicative noise).
       dip: a boundary must have density below dip x the lower neighbouring peak.
-      min_count: queries a hump needs to count as an exit (default max(3, N / 1000)).
+      min_count: queries a hump needs to count as an exit (default max(5, N / 400): exits reached
+        by 1 % of the queries stand 4x above it).
+      smoothing: the bandwidth in units of the typical spread inside humps.
+      separation: neighbouring humps closer than this many typical spreads are one exit.
+      significance: a hump must stand this many Poisson deviations above the local background of
+        scattered slow outliers, else it merges into the hump on its left.
+      max_spread: a hump wider than max_spread x the typical spread is scattered slow outliers, not
+        an exit: it merges into the hump on its left.
 
     Returns (exit_ids int32[N] 0-based, num_exits) [+ boundaries in runtime units].
     A single hump is reported with a warning and num_exits = 1.
@@ -151,10 +164,22 @@ def estimate_exits(
     t = check_runtimes(runtimes)
     x = np.log(t) if log else t
     n = x.size
-    min_count = max(3, n // 1000) if min_count is None else int(min_count)
-    h = _within_hump_bandwidth(x, dip, min_count) if bandwidth is None else rule_of_thumb(x, bandwidth)
+    min_count = max(5, n // 400) if min_count is None else int(min_count)
+    if bandwidth is None:
+        # a fine first split (a quarter of Silverman's bandwidth) keeps humps apart; the dip rule keeps
+        # dense humps whole, so the size-weighted spread inside them is the timing noise's
+        spread = _within_hump_spread(x, 0.25 * rule_of_thumb(x, "silverman"), 0.5, min_count)
+        h = smoothing * spread if spread > 0 else rule_of_thumb(x, "silverman")
+    else:
+        h = rule_of_thumb(x, bandwidth)
+        spread = 0.0
     grid, density = _grid_density(x, h)
-    cuts = _boundaries(x, grid, density, dip, min_count)
+    if spread > 0:
+        cuts = _boundaries(x, grid, density, dip, min_count, separation * spread)
+        cuts = _drop_insignificant(x, cuts, spread, min_count, significance)
+        cuts = _merge_scattered(x, cuts, spread, max_spread)
+    else:
+        cuts = _boundaries(x, grid, density, min(dip, 0.5), min_count)
     exit_ids = np.searchsorted(np.asarray(cuts), x, side="right").astype(np.int32)
     if not cuts:
         warnings.warn(
@@ -166,22 +191,61 @@ def estimate_exits(
     return (exit_ids, len(cuts) + 1, bounds) if return_boundaries else (exit_ids, len(cuts) + 1)
 
 
-def _within_hump_bandwidth(x: np.ndarray, dip: float, min_count: int) -> float:
-    """Silverman's rule on the pooled robust spread inside humps, found by a first coarse split."""
-    h = rule_of_thumb(x, "silverman")
-    for _ in range(2):
-        grid, density = _grid_density(x, h)
-        cuts = _boundaries(x, grid, density, dip, min_count)
-        labels = np.searchsorted(np.asarray(cuts), x, side="right")
-        deviations = np.concatenate(
-            [np.abs(x[labels == k] - np.median(x[labels == k])) for k in range(len(cuts) + 1)]
-        )
-        spread = 1.4826 * float(np.median(deviations))  # MAD -> std of a normal
-        if spread <= 0:
-            break
-        new_h = 0.9 * spread * x.size ** (-0.2)
-        if abs(new_h - h) < 0.05 * h:
-            h = new_h
-            break
-        h = new_h
-    return h
+def _robust_sd(values: np.ndarray) -> float:
+    return 1.4826 * float(np.median(np.abs(values - np.median(values))))
+
+
+def _within_hump_spread(x: np.ndarray, h: float, dip: float, min_count: int) -> float:
+    """Typical spread (robust sd) of the points inside humps, from a first fine split."""
+    grid, density = _grid_density(x, h)
+    cuts = _boundaries(x, grid, density, dip, min_count)
+    labels = np.searchsorted(np.asarray(cuts), x, side="right")
+    deviations = np.concatenate(
+        [np.abs(x[labels == k] - np.median(x[labels == k])) for k in range(len(cuts) + 1)]
+    )
+    return 1.4826 * float(np.median(deviations))
+
+
+def _drop_insignificant(
+    x: np.ndarray, cuts: list[float], spread: float, min_count: int, z: float
+) -> list[float]:
+    """Merge humps that do not stand out of the local background of scattered slow outliers.
+
+    The core of a hump = its points from 3 spreads below to 4 spreads above its median (timing noise
+    only ever slows answers, so tails reach right). Points outside every core are background; around
+    each hump (+-10 spreads) their density gives the count expected by chance in a core-sized window.
+    A hump is real if its core exceeds that by z Poisson deviations and holds min_count points; weak
+    humps merge into their left neighbour (outliers are slowed answers of earlier exits) in one pass,
+    so merges cannot cascade. The largest hump always stays."""
+    if not cuts:
+        return cuts
+    below, above, window = 3 * spread, 4 * spread, 10 * spread
+    labels = np.searchsorted(np.asarray(cuts), x, side="right")
+    in_core = np.zeros(x.size, bool)
+    centers = []
+    for k in range(len(cuts) + 1):
+        members = labels == k
+        center = float(np.median(x[members])) if members.any() else 0.0
+        centers.append(center)
+        in_core |= members & (x >= center - below) & (x <= center + above)
+    loose = x[~in_core]
+    cores = np.bincount(labels[in_core], minlength=len(cuts) + 1)
+    weak = set()
+    for k, center in enumerate(centers):
+        nearby = int(np.sum(np.abs(loose - center) <= window))
+        expected = nearby * (below + above) / (2 * window)
+        if cores[k] < max(min_count, expected + z * np.sqrt(expected)) and k != int(np.argmax(cores)):
+            weak.add(k)
+    drop = {max(k - 1, 0) for k in weak}
+    return [c for i, c in enumerate(cuts) if i not in drop]
+
+
+def _merge_scattered(x: np.ndarray, cuts: list[float], spread: float, max_spread: float) -> list[float]:
+    """Merge every scattered hump (robust width > max_spread x spread: slow outliers, not an exit)
+    into the hump on its left, in one pass so that merges cannot cascade."""
+    if not cuts:
+        return cuts
+    labels = np.searchsorted(np.asarray(cuts), x, side="right")
+    widths = [_robust_sd(x[labels == k]) for k in range(len(cuts) + 1)]
+    drop = {max(k - 1, 0) for k, w in enumerate(widths) if w > max_spread * spread}
+    return [c for i, c in enumerate(cuts) if i not in drop]

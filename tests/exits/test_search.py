@@ -13,7 +13,7 @@ def _instance(seed, n, k, *, realizable=False, noise=0.0):
     conf = rng.uniform(0.2, 1.0, (n, k)).astype(np.float32)
     if realizable:
         hidden = np.sort(rng.uniform(0.5, 0.95, k - 1)).astype(np.float32)
-        targets = np.asarray(exits.assign(conf, hidden))
+        targets = np.array(exits.assign(conf, hidden))
         flip = rng.uniform(size=n) < noise
         targets[flip] = rng.integers(0, k, flip.sum())
     else:
