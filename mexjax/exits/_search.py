@@ -11,7 +11,7 @@ Conf_i: of queries targeted at exit i, Conf̄_i: of the others), plus the value 
     const + Σ_{x reaching i} [c_i(x) >= T_i]·a(x) + [c_i(x) < T_i]·b(x),
 
 a(x) = the query is right to leave at i, b(x) = it ends right if it goes on (under T_{>i}); every
-candidate of one exit is evaluated in one batched op (vmap over candidates). The search starts from a
+candidate of one exit is evaluated in one batched op (one sort, a suffix sum, a vectorized search). The search starts from a
 sequential greedy solution (b(x) = "targeted later", optimistic about later exits) and improves it by
 coordinate-ascent sweeps (never worse than its start). When the product of the candidate counts is
 small (`exhaustive_limit`), every combination is evaluated instead (vectorized, exact).
@@ -76,9 +76,15 @@ def objective(confidences, targets, thresholds, label_match=None) -> int:
 
 @jax.jit
 def _scores(conf_i, a, b, cand):
-    """For every candidate c: Σ [conf_i >= c]·a + [conf_i < c]·b (a, b already masked by reach)."""
-    leave = conf_i[None, :] >= cand[:, None]
-    return jnp.sum(jnp.where(leave, a[None, :], b[None, :]), axis=1)
+    """For every candidate c: Σ [conf_i >= c]·a + [conf_i < c]·b (a, b already masked by reach).
+
+    One batched op for all candidates: sort the confidences once; the queries leaving at c are a
+    suffix of that order, so score(c) = Σ b + (suffix sum of a - b from the first conf >= c)."""
+    order = jnp.argsort(conf_i)
+    gain = (a - b)[order]
+    suffix = jnp.concatenate([jnp.cumsum(gain[::-1])[::-1], jnp.zeros((1,), gain.dtype)])
+    first = jnp.searchsorted(conf_i[order], cand, side="left")
+    return jnp.sum(b) + suffix[first]
 
 
 def _best_candidate(conf_i, a, b, cand) -> tuple[float, int]:
