@@ -10,8 +10,9 @@ Conf_i: of queries targeted at exit i, Conf̄_i: of the others), plus the value 
 
     const + Σ_{x reaching i} [c_i(x) >= T_i]·a(x) + [c_i(x) < T_i]·b(x),
 
-a(x) = the query is right to leave at i, b(x) = it ends right if it goes on (under T_{>i}); every
-candidate of one exit is evaluated in one batched op (one sort, a suffix sum, a vectorized search). The search starts from a
+a(x) = the query is right to leave at i, b(x) = it ends right if it goes on (under T_{>i});
+every candidate of one exit is evaluated in one batched op (a sort, a suffix sum, a vectorized
+search). The search starts from a
 sequential greedy solution (b(x) = "targeted later", optimistic about later exits) and improves it by
 coordinate-ascent sweeps (never worse than its start). When the product of the candidate counts is
 small (`exhaustive_limit`), every combination is evaluated instead (vectorized, exact).
