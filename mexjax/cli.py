@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--victim-images", type=int, default=6000, help="FashionMNIST images for the demo victim"
     )
-    demo.add_argument("--victim-epochs", type=int, default=2)
+    demo.add_argument("--victim-epochs", type=int, default=3)
     demo.set_defaults(func=_cmd_demo)
 
     tv = commands.add_parser(

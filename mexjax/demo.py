@@ -23,7 +23,7 @@ VICTIM_INPUT = (32, 32, 3)
 
 
 def run(
-    out_dir: Path, data_dir=None, seed: int = 0, victim_images: int = 6000, victim_epochs: int = 2
+    out_dir: Path, data_dir=None, seed: int = 0, victim_images: int = 12000, victim_epochs: int = 3
 ) -> dict:
     """Run the demo; returns (and writes to out_dir/summary.json) what it measured."""
     out_dir.mkdir(parents=True, exist_ok=True)
