@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", default=None, help="folder with the dataset archives")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument(
-        "--victim-images", type=int, default=6000, help="FashionMNIST images for the demo victim"
+        "--victim-images", type=int, default=12000, help="FashionMNIST images for the demo victim"
     )
     demo.add_argument("--victim-epochs", type=int, default=3)
     demo.set_defaults(func=_cmd_demo)
