@@ -72,11 +72,11 @@ def bench(arch: str, width: float, batch: int, steps: int) -> dict:
     step = jax.jit(train.make_train_step(net, tx, config), donate_argnums=0)
     weights = jnp.asarray(train.loss_weights(config, 0, num_exits))
     xb, yb, key = jnp.asarray(images), jnp.asarray(labels), jax.random.key(1)
-    state, _ = step(state, xb, yb, weights, key)  # compile
+    state, _ = step(state, xb, yb, {}, weights, key)  # compile
     holder = {"state": state}
 
     def one_step():
-        holder["state"], metrics = step(holder["state"], xb, yb, weights, key)
+        holder["state"], metrics = step(holder["state"], xb, yb, {}, weights, key)
         return metrics
 
     train_s = _median_time(one_step, steps)

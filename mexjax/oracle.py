@@ -113,6 +113,11 @@ class Oracle:
         return self._net.input_shape
 
     @property
+    def num_classes(self) -> int:
+        """Classes of the answers (a client sees the length of the probability vector or the API docs)."""
+        return self._net.num_classes
+
+    @property
     def remaining(self) -> int:
         return self.budget - self.used
 
@@ -172,6 +177,11 @@ class Oracle:
             mode = "measured"
         outputs = probs.argmax(-1).astype(np.int32) if self.output == "labels" else probs
         return QueryResult(outputs, runtimes.astype(np.float64), passes, mode, self.output)
+
+
+def evaluation_view(oracle: Oracle):
+    """Ground truth for evaluation code only: (victim net, variables, thresholds)."""
+    return oracle._net, oracle._variables, oracle._thresholds
 
 
 def true_exits(oracle: Oracle, images) -> np.ndarray:

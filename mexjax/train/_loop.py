@@ -26,14 +26,16 @@ from mexjax.nets import MultiExitNet
 from mexjax.train import _sharding
 from mexjax.train._losses import sdn_loss, sdn_weights
 
-RECIPES = ("sdn", "ic_only")
+RECIPES = ("sdn", "ic_only", "adam")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Plain-data configuration of a training run (defaults: the SDN paper's recipe)."""
 
-    recipe: str = "sdn"  # "sdn": all exits, SGD; "ic_only": frozen backbone, Adam on the ICs
+    recipe: str = (
+        "sdn"  # "sdn": all exits, SGD; "ic_only": frozen backbone, Adam on the ICs; "adam": all, Adam
+    )
     epochs: int = 100
     batch_size: int = 128
     learning_rate: float | None = None  # default 0.1 (sdn) / 1e-3 (ic_only)
@@ -82,6 +84,8 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int, params) -> optax.G
         return optax.chain(
             optax.add_decayed_weights(config.weight_decay), optax.sgd(schedule, momentum=config.momentum)
         )
+    if config.recipe == "adam":
+        return optax.adam(schedule)
     labels = {name: ("ics" if name.startswith("ics_") else "frozen") for name in params}
     return optax.multi_transform({"ics": optax.adam(schedule), "frozen": optax.set_to_zero()}, labels)
 
@@ -89,13 +93,25 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int, params) -> optax.G
 def loss_weights(config: TrainConfig, epoch: int, num_exits: int) -> np.ndarray:
     if config.recipe == "sdn":
         return sdn_weights(epoch, config.epochs, num_exits)
+    if config.recipe == "adam":
+        return np.ones(num_exits, np.float32)
     return np.concatenate([np.ones(num_exits - 1), [0.0]]).astype(np.float32)
 
 
-def make_train_step(net: MultiExitNet, tx: optax.GradientTransformation, config: TrainConfig):
-    """The pure step: (state, uint8 images, labels, loss weights, key) -> (state, metric sums)."""
+def default_loss(logits, labels, extras, weights):
+    """The SDN weighted cross-entropy (extras unused)."""
+    del extras
+    return sdn_loss(logits, labels, weights)
 
-    def step(state: TrainState, images, labels, weights, key):
+
+def make_train_step(net: MultiExitNet, tx: optax.GradientTransformation, config: TrainConfig, loss=None):
+    """The pure step: (state, uint8 images, labels, extras, loss weights, key) -> (state, metric sums).
+
+    `loss(logits, labels, extras, weights) -> f32[B]` (per example); `extras` is a dict of per-example
+    arrays that travel with the batch (e.g. a victim's probabilities). Default: `default_loss`."""
+    loss = loss or default_loss
+
+    def step(state: TrainState, images, labels, extras, weights, key):
         key = jax.random.fold_in(key, state.step)
         aug_key, dropout_key = jax.random.split(key)
         if config.augment:
@@ -104,20 +120,20 @@ def make_train_step(net: MultiExitNet, tx: optax.GradientTransformation, config:
 
         def loss_fn(params):
             variables = {"params": params, "batch_stats": state.batch_stats}
-            if config.recipe == "sdn":
+            if config.recipe != "ic_only":
                 logits, stats = net.apply(variables, x, train=True, dropout_key=dropout_key)
             else:  # frozen backbone: batch norm keeps its running statistics
                 logits, stats = net.apply(variables, x), state.batch_stats
-            per_example = sdn_loss(logits, labels, weights)
+            per_example = loss(logits, labels, extras, weights)
             return jnp.mean(per_example), (logits, stats)
 
-        (loss, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss_value, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         with jax.numpy_dtype_promotion("standard"):  # optax mixes int step counts with floats
             updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         correct = jnp.stack([jnp.sum((jnp.argmax(lg, -1) == labels).astype(jnp.int32)) for lg in logits])
         metrics = {
-            "loss_sum": loss * labels.shape[0],
+            "loss_sum": loss_value * labels.shape[0],
             "correct": correct,
             "count": jnp.asarray(labels.shape[0], jnp.int32),
         }
@@ -152,13 +168,18 @@ def fit(
     devices=None,
     progress: bool = True,
     stop_after_epoch: int | None = None,
+    extras: dict[str, np.ndarray] | None = None,
+    loss=None,
+    meta_extra: dict | None = None,
 ) -> tuple[dict, list[dict]]:
     """Train `net` on `train_set` (uint8 images of the net's input shape). Returns (variables, history).
 
     With `workdir`, writes `metrics.jsonl` (one record per epoch) and an Orbax checkpoint per epoch,
     and resumes from the newest checkpoint there. `variables` starts from given weights (needed by
     the IC-only recipe, which trains ICs on a trained backbone). `stop_after_epoch` ends the run
-    early after that epoch (0-based) as an interruption would, keeping its checkpoint.
+    early after that epoch (0-based) as an interruption would, keeping its checkpoint. `extras`
+    (per-example arrays aligned with `train_set`) and `loss` customize the objective (see
+    `make_train_step`); `meta_extra` (JSON) is stored with the checkpoints and must match on resume.
     """
     if tuple(train_set.image_shape) != net.input_shape:
         raise ValueError(
@@ -185,7 +206,15 @@ def fit(
         batch_stats=variables["batch_stats"],
         opt_state=tx.init(variables["params"]),
     )
-    meta = {"config": _jsonable(dataclasses.asdict(config)), "spec": _jsonable(dataclasses.asdict(net.spec))}
+    extras = dict(extras or {})
+    for name, array in extras.items():
+        if len(array) != len(train_set):
+            raise ValueError(f"extras[{name!r}] has {len(array)} rows for {len(train_set)} training images")
+    meta = {
+        "config": _jsonable(dataclasses.asdict(config)),
+        "spec": _jsonable(dataclasses.asdict(net.spec)),
+        "extra": _jsonable(meta_extra or {}),
+    }
     start_epoch, history = 0, []
     checkpointer = None
     if workdir is not None:
@@ -194,8 +223,8 @@ def fit(
         checkpointer = Checkpointer(workdir / "checkpoints")
         if checkpointer.latest_step() is not None:
             saved = checkpointer.read_meta()
-            for part in ("config", "spec"):
-                if saved.get(part) != meta[part]:
+            for part in ("config", "spec", "extra"):
+                if saved.get(part, {} if part == "extra" else None) != meta[part]:
                     checkpointer.close()
                     raise CheckpointError(
                         f"{workdir} holds a run with another {part}; resume with the same {part} or "
@@ -210,7 +239,7 @@ def fit(
     repl = _sharding.replicated(mesh)
     batch_sharding = _sharding.batch_sharding(mesh)
     state = jax.device_put(state, repl)
-    step_fn = jax.jit(make_train_step(net, tx, config), donate_argnums=0, out_shardings=(repl, repl))
+    step_fn = jax.jit(make_train_step(net, tx, config, loss), donate_argnums=0, out_shardings=(repl, repl))
     images, labels = train_set.images, train_set.labels
 
     try:
@@ -229,7 +258,8 @@ def fit(
                 idx = np.sort(order[b * config.batch_size : (b + 1) * config.batch_size])
                 xb = jax.device_put(np.asarray(images[idx]), batch_sharding)
                 yb = jax.device_put(np.asarray(labels[idx]), batch_sharding)
-                state, metrics = step_fn(state, xb, yb, weights, step_key)
+                eb = {k: jax.device_put(np.asarray(v[idx]), batch_sharding) for k, v in extras.items()}
+                state, metrics = step_fn(state, xb, yb, eb, weights, step_key)
                 totals = metrics if totals is None else jax.tree_util.tree_map(jnp.add, totals, metrics)
             totals = jax.device_get(totals)  # one transfer per epoch
             record = {

@@ -1,0 +1,1 @@
+"""Attacks on multi-exit networks: `steal` (model extraction incl. the output strategy)."""

@@ -1,0 +1,221 @@
+"""Stealing a multi-exit network: utility *and* output strategy (seed 000, METHODS §3).
+
+The attacker queries the black-box victim (`oracle.Oracle`), reads each query's exit from the answer
+times (`exits.estimate_exits`), trains a multi-exit student with as many exits on the performance loss
+(KL to the victim's answers at every exit) plus the strategy loss (confident at the estimated exit, not
+before), then searches thresholds that make the student exit where the victim did. With
+`use_timing=False` the same code is the baseline: distillation at every exit, no timing, and one
+global threshold chosen on the attacker's own queries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from mexjax import data, exits, metrics, nets, oracle, train
+from mexjax.attacks.steal._losses import label_loss, performance_loss, strategy_loss
+
+
+@dataclasses.dataclass(frozen=True)
+class StealConfig:
+    arch: str = "vgg16"  # the student's backbone (the attacker's choice)
+    width: float = 0.25
+    num_exits: int | None = None  # None: the number estimated from timing (ours); baselines must set it
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    lam: float = 1.0  # weight of the strategy loss
+    phi1: float = 0.95
+    phi2: float = 0.90
+    squared_hinge: bool = False
+    passes: int = 3  # timing passes per query (each one is a query)
+    use_timing: bool = True  # False: baseline (no timing, no strategy loss, global threshold)
+    label_match: bool = False  # threshold search counts a query only if the label matches too
+    augment: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0 <= self.phi2 <= self.phi1 <= 1:
+            raise ValueError(f"need 0 <= phi2 <= phi1 <= 1; got phi1={self.phi1}, phi2={self.phi2}")
+        if self.lam < 0 or self.passes < 1:
+            raise ValueError("lam must be >= 0 and passes >= 1")
+        if not self.use_timing and self.num_exits is None:
+            raise ValueError("without timing the student's number of exits must be given (num_exits)")
+
+
+@dataclasses.dataclass
+class StealResult:
+    net: nets.MultiExitNet
+    variables: dict
+    thresholds: np.ndarray
+    thresholds_how: str
+    estimated_exits: np.ndarray | None  # per answered query (None without timing)
+    runtimes: np.ndarray
+    answered: int  # queries answered (images, not counting repeats)
+    queries_used: int  # oracle queries spent, repeats included
+    budget_exhausted: bool
+    timing: str
+    passes: int
+    history: list
+    config: StealConfig
+
+
+def steal(
+    victim: oracle.Oracle,
+    queries: np.ndarray,
+    config: StealConfig,
+    *,
+    workdir: str | Path | None = None,
+    progress: bool = True,
+) -> StealResult:
+    """Run the attack with `queries` (uint8 images of the victim's input shape)."""
+    passes = config.passes if config.use_timing else 1
+    exhausted = False
+    try:
+        answers = victim.query(queries, passes=passes)
+    except oracle.BudgetExhausted as stop:
+        answers, exhausted = stop.answered, True
+        warnings.warn(f"{stop} Continuing with the {len(answers)} answered queries.", stacklevel=2)
+    n = len(answers)
+    if n < 2:
+        raise ValueError(f"only {n} queries were answered: not enough to train a student")
+    images = np.asarray(queries[:n])
+    if images.dtype != np.uint8:
+        images = np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
+
+    est = None
+    num_exits = config.num_exits
+    if config.use_timing:
+        est, k = exits.estimate_exits(answers.runtimes)
+        if k < 2:
+            raise ValueError(
+                "the timing shows a single exit: the victim seems not to exit early on these queries "
+                "(or answers in constant time); set num_exits and use_timing=False for a plain copy"
+            )
+        if n < k:
+            raise ValueError(f"{n} queries cannot train a student with {k} exits")
+        num_exits = num_exits or min(k, nets.MAX_EXITS)
+        est = np.minimum(est, num_exits - 1).astype(np.int32)
+    labels_only = answers.output == "labels"
+    victim_labels = answers.outputs if labels_only else answers.outputs.argmax(-1).astype(np.int32)
+    num_classes = victim.num_classes
+    student = nets.build(
+        config.arch,
+        num_classes=num_classes,
+        num_exits=num_exits,
+        width=config.width,
+        input_shape=victim.input_shape,
+    )
+    extras = {"target_exits": est if est is not None else np.full(n, num_exits - 1, np.int32)}
+    if not labels_only:
+        extras["victim_probs"] = np.asarray(answers.outputs, np.float32)
+
+    def loss(logits, labels, batch, weights):
+        del weights
+        base = label_loss(logits, labels) if labels_only else performance_loss(logits, batch["victim_probs"])
+        if not config.use_timing or config.lam == 0:
+            return base
+        strat = strategy_loss(
+            logits, batch["target_exits"], phi1=config.phi1, phi2=config.phi2, squared=config.squared_hinge
+        )
+        return base + config.lam * strat
+
+    train_config = train.TrainConfig(
+        recipe="adam",
+        epochs=config.epochs,
+        batch_size=_batch_size(config.batch_size, n),
+        learning_rate=config.learning_rate,
+        augment=config.augment,
+        seed=config.seed,
+    )
+    query_set = data.Dataset(images, victim_labels, tuple(str(i) for i in range(num_classes)))
+    variables, history = train.fit(
+        student,
+        query_set,
+        train_config,
+        workdir=workdir,
+        extras=extras,
+        loss=loss,
+        meta_extra={"steal": dataclasses.asdict(config), "queries": n},
+        progress=progress,
+    )
+    probs = train.predict(student, variables, images)  # [K, N, C]
+    confidences = probs.max(-1).T
+    if config.use_timing:
+        match = (probs.argmax(-1) == victim_labels[None, :]).T if config.label_match else None
+        thresholds = exits.search_thresholds(confidences, est, label_match=match)
+        how = "output-strategy search on the queries' estimated exits" + (
+            " and labels" if match is not None else ""
+        )
+    else:
+        choice = exits.sdn_global_threshold(probs, victim_labels)
+        thresholds = choice.thresholds
+        how = "one global threshold chosen on the attacker's own queries (SDN rule, victim labels)"
+    return StealResult(
+        net=student,
+        variables=variables,
+        thresholds=exits.check_thresholds(thresholds, num_exits),
+        thresholds_how=how,
+        estimated_exits=est,
+        runtimes=answers.runtimes,
+        answered=n,
+        queries_used=victim.used,
+        budget_exhausted=exhausted,
+        timing=answers.timing,
+        passes=answers.passes,
+        history=history,
+        config=config,
+    )
+
+
+def _batch_size(wanted: int, n: int) -> int:
+    """At most `wanted` and `n`, and a multiple of the local device count (the batch is sharded)."""
+    devices = jax.local_device_count()
+    size = min(wanted, n) // devices * devices
+    if size == 0:
+        raise ValueError(f"{n} answered queries are fewer than the {devices} devices the batch is split over")
+    return size
+
+
+def evaluate(victim: oracle.Oracle, result: StealResult, images, labels) -> dict:
+    """Evaluation code (holds ground truth): student vs victim on a test set, each under its own policy."""
+    v_net, v_variables, v_thresholds = oracle.evaluation_view(victim)
+    v_exits, v_probs = v_net.runner(tile=8, buckets=(8, 32, 128, 512)).early_exit_batched(
+        v_variables, images, v_thresholds
+    )
+    s_exits, s_probs = result.net.runner(tile=8, buckets=(8, 32, 128, 512)).early_exit_batched(
+        result.variables, images, result.thresholds
+    )
+    v_labels, s_labels = v_probs.argmax(-1), s_probs.argmax(-1)
+    v_flops = metrics.mean_flops(v_exits, nets.exit_flops(v_net))
+    s_flops = metrics.mean_flops(s_exits, nets.exit_flops(result.net))
+    out = {
+        "victim_accuracy": metrics.accuracy(v_labels, labels),
+        "accuracy": metrics.accuracy(s_labels, labels),
+        "fidelity": metrics.fidelity(s_labels, v_labels),
+        "closeness": metrics.closeness(s_labels, s_exits, v_labels, v_exits),
+        "exit_agreement": metrics.exit_agreement(s_exits, v_exits),
+        "victim_mean_flops": v_flops,
+        "mean_flops": s_flops,
+        "victim_exit_histogram": np.bincount(v_exits, minlength=v_net.num_exits).tolist(),
+        "exit_histogram": np.bincount(s_exits, minlength=result.net.num_exits).tolist(),
+        "timing": result.timing,
+        "passes": result.passes,
+        "queries_used": result.queries_used,
+        "thresholds_how": result.thresholds_how,
+        "student_exits": result.net.num_exits,
+    }
+    return out
+
+
+def exit_prediction(victim: oracle.Oracle, result: StealResult, queries) -> dict:
+    """Evaluation code: how well the timing analysis predicted the answered queries' true exits."""
+    if result.estimated_exits is None:
+        raise ValueError("this attack did not use timing")
+    true = oracle.true_exits(victim, np.asarray(queries[: result.answered]))
+    return metrics.exit_prediction(result.estimated_exits, true)

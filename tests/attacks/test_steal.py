@@ -1,0 +1,120 @@
+"""The multi-exit stealing attack: its losses, and the attack end to end on a tiny victim."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mexjax import data, exits, nets, oracle
+from mexjax.attacks import steal
+
+
+def _logits_for_conf(conf, classes=4):
+    """Logits whose softmax has max probability `conf` on class 0, the rest shared equally."""
+    rest = (1 - conf) / (classes - 1)
+    return jnp.log(jnp.asarray([[conf] + [rest] * (classes - 1)], jnp.float32))
+
+
+def test_performance_loss_is_the_sum_of_kls():
+    rng = np.random.default_rng(0)
+    v = rng.dirichlet(np.ones(5), size=3).astype(np.float32)
+    s = [rng.normal(size=(3, 5)).astype(np.float32) for _ in range(2)]
+    got = np.asarray(steal.performance_loss([jnp.asarray(x) for x in s], jnp.asarray(v)))
+    ref = sum((v * (np.log(v) - (x - np.log(np.exp(x).sum(1, keepdims=True))))).sum(1) for x in s)
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+    same = steal.performance_loss([jnp.log(jnp.asarray(v))] * 3, jnp.asarray(v))
+    np.testing.assert_allclose(np.asarray(same), 0.0, atol=1e-6)
+
+
+def test_strategy_loss_hand_cases():
+    logits = [_logits_for_conf(c) for c in (0.5, 0.97, 0.99)]
+    cases = {0: 0.95 - 0.5, 1: 0.0, 2: 0.97 - 0.90}  # target exit -> loss (phi1 .95, phi2 .90)
+    for target, expected in cases.items():
+        got = float(steal.strategy_loss(logits, jnp.asarray([target], jnp.int32))[0])
+        assert got == pytest.approx(expected, abs=1e-5), target
+    squared = float(steal.strategy_loss(logits, jnp.asarray([0], jnp.int32), squared=True)[0])
+    assert squared == pytest.approx(0.45**2, abs=1e-5)
+
+
+def test_strategy_loss_gradient_raises_confidence_at_the_target():
+    def loss(z):
+        return steal.strategy_loss([z, z + 0.0], jnp.asarray([0], jnp.int32))[0]
+
+    z = _logits_for_conf(0.4)
+    grad = jax.grad(loss)(z)
+    assert float(grad[0, 0]) < 0  # gradient descent increases the top logit
+
+
+def test_label_loss_is_cross_entropy_at_every_exit():
+    logits = [jnp.asarray([[2.0, 0.0, 0.0]], jnp.float32)] * 2
+    got = float(steal.label_loss(logits, jnp.asarray([0], jnp.int32))[0])
+    assert got == pytest.approx(2 * -np.log(np.exp(2) / (np.exp(2) + 2)), rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def victim_setup():
+    net = nets.build("vgg16", num_classes=4, num_exits=3, width=0.125)
+    variables = net.init(jax.random.key(0))
+    queries = data.noise_images(jax.random.key(1), 160, (32, 32, 3))
+    conf = np.asarray(exits.confidence(net.runner().all_exits(variables, queries)))
+    thresholds = np.array([np.quantile(conf[0], 0.6), np.quantile(conf[1], 0.5)], np.float32)
+    timing = oracle.SimulatedTiming(seconds_per_flop=1e-9, scale=0.02)
+    return net, variables, thresholds, queries, timing
+
+
+def _oracle(setup, budget=10_000, output="probs"):
+    net, variables, thresholds, _, timing = setup
+    return oracle.Oracle(net, variables, thresholds, budget=budget, timing=timing, output=output)
+
+
+def test_steal_end_to_end_with_simulated_timing(victim_setup, tmp_path):
+    queries = victim_setup[3]
+    victim = _oracle(victim_setup)
+    config = steal.StealConfig(width=0.125, epochs=2, batch_size=32, passes=2)
+    result = steal.steal(victim, queries[:128], config, workdir=tmp_path / "run", progress=False)
+    assert result.net.num_exits == 3 and result.thresholds.shape == (2,)
+    assert result.queries_used == 256 and result.passes == 2 and result.timing == "simulated"
+    prediction = steal.exit_prediction(victim, result, queries)
+    assert prediction["accuracy"] > 0.95, prediction
+    report = steal.evaluate(victim, result, queries[128:], np.zeros(32, np.int32))
+    for key in ("accuracy", "fidelity", "closeness", "exit_agreement"):
+        assert 0 <= report[key] <= 1
+    assert report["closeness"] <= min(report["fidelity"], report["exit_agreement"])
+    assert sum(report["exit_histogram"]) == 32 and report["mean_flops"] > 0
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_baseline_and_labels_only(victim_setup):
+    queries = victim_setup[3]
+    baseline = steal.steal(
+        _oracle(victim_setup),
+        queries[:64],
+        steal.StealConfig(width=0.125, epochs=1, batch_size=32, use_timing=False, num_exits=3),
+        progress=False,
+    )
+    assert baseline.estimated_exits is None and "global threshold" in baseline.thresholds_how
+    assert baseline.queries_used == 64  # no timing repeats for the baseline
+    labels_only = steal.steal(
+        _oracle(victim_setup, output="labels"),
+        queries[:64],
+        steal.StealConfig(width=0.125, epochs=1, batch_size=32, passes=1),
+        progress=False,
+    )
+    assert labels_only.net.num_exits == 3
+
+
+def test_exhausted_budget_stops_cleanly(victim_setup):
+    queries = victim_setup[3]
+    victim = _oracle(victim_setup, budget=100)
+    with pytest.warns(UserWarning, match="budget exhausted"):
+        result = steal.steal(
+            victim, queries, steal.StealConfig(width=0.125, epochs=1, passes=2), progress=False
+        )
+    assert result.budget_exhausted and result.answered == 50 and victim.remaining == 0
+
+
+def test_bad_configurations():
+    with pytest.raises(ValueError, match="phi2 <= phi1"):
+        steal.StealConfig(phi1=0.8, phi2=0.9)
+    with pytest.raises(ValueError, match="num_exits"):
+        steal.StealConfig(use_timing=False)
