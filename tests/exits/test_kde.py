@@ -2,6 +2,7 @@
 tails) with known exits, against scipy and against the textbook rule."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,3 +135,26 @@ def test_bad_bandwidth():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         exits.estimate_exits(mixture([1, 1], 400)[0], bandwidth="silverman")
+
+
+MEASURED = Path(__file__).parent / "fixtures" / "measured_runtimes_fashion_vgg16_w025.npz"
+
+
+def test_measured_runtimes_fixture_is_ordered_by_exit():
+    """Measured on this project's 2-core CPU: the FashionMNIST VGG16-SDN victim (width 0.25, 6 exits,
+    threshold 0.64) answering 1,500 TinyImageNet queries, fastest of 5 passes (mexjax.oracle)."""
+    measured = np.load(MEASURED)
+    runtimes, true = measured["runtimes"], measured["true_exits"]
+    medians = [np.median(runtimes[true == e]) for e in range(6)]
+    assert np.all(np.diff(medians) > 0), medians
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: on these measured runtimes adjacent exits overlap (5-95 % "
+    "ranges touch) and estimate_exits finds too few humps; see the stealing issue's note",
+)
+def test_measured_runtimes_exit_prediction():
+    measured = np.load(MEASURED)
+    est, _ = exits.estimate_exits(measured["runtimes"])
+    assert metrics.exit_prediction(est, measured["true_exits"])["balanced_accuracy"] >= 0.95
