@@ -38,6 +38,8 @@ def _cmd_demo(args) -> int:
         seed=args.seed,
         victim_images=args.victim_images,
         victim_epochs=args.victim_epochs,
+        queries=args.queries,
+        student_epochs=args.student_epochs,
     )
     print(f"{'dataset':<22}{'images':>8}  {'shape':<14}{'classes':>8}{'load s':>9}")
     for name, info in summary["datasets"].items():
@@ -52,6 +54,25 @@ def _cmd_demo(args) -> int:
             f"accuracy {v['accuracy_early_exit']:.4f} at {v['flops_ratio']:.0%} of the full FLOPs, "
             f"exits {v['exit_histogram']}; inference paths agree: {v['inference_paths_agree']}"
         )
+    if "attack" in summary:
+        a = summary["attack"]
+        p = a["exit_prediction"]
+        print(
+            f"attack: {a['queries']} queries, {a['timing']} timing, fastest of {a['passes']}: "
+            f"{a['estimated_exits']} exits found (victim has {a['victim_exits']}); exit prediction "
+            f"accuracy {p['accuracy']:.3f}, balanced {p['balanced_accuracy']:.3f}"
+        )
+        print(f"{'model':<10}{'ACC':>8}{'fidelity':>10}{'CLO':>8}{'CC (MFLOPs)':>13}")
+        first = next(iter(a["table"].values()))
+        print(
+            f"{'victim':<10}{first['victim_accuracy']:>8.4f}{1:>10.4f}{1:>8.4f}{first['victim_mean_flops'] / 1e6:>13.2f}"
+        )
+        for name, row in a["table"].items():
+            print(
+                f"{name:<10}{row['accuracy']:>8.4f}{row['fidelity']:>10.4f}{row['closeness']:>8.4f}"
+                f"{row['mean_flops'] / 1e6:>13.2f}"
+            )
+        print(f"runtime density: {a['figure']}")
     print(f"figure: {summary['figure']}\nsummary: {Path(args.out) / 'summary.json'}")
     return 0
 
@@ -103,9 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", default=None, help="folder with the dataset archives")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument(
-        "--victim-images", type=int, default=12000, help="FashionMNIST images for the demo victim"
+        "--victim-images", type=int, default=20000, help="FashionMNIST images for the demo victim"
     )
-    demo.add_argument("--victim-epochs", type=int, default=3)
+    demo.add_argument("--victim-epochs", type=int, default=4)
+    demo.add_argument("--queries", type=int, default=2000, help="TinyImageNet queries of the stealing attack")
+    demo.add_argument("--student-epochs", type=int, default=10)
     demo.set_defaults(func=_cmd_demo)
 
     tv = commands.add_parser(

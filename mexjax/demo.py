@@ -9,6 +9,7 @@ JSON summary are written. It grows into the full stealing pipeline as the librar
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -23,7 +24,13 @@ VICTIM_INPUT = (32, 32, 3)
 
 
 def run(
-    out_dir: Path, data_dir=None, seed: int = 0, victim_images: int = 12000, victim_epochs: int = 3
+    out_dir: Path,
+    data_dir=None,
+    seed: int = 0,
+    victim_images: int = 20000,
+    victim_epochs: int = 4,
+    queries: int = 2000,
+    student_epochs: int = 10,
 ) -> dict:
     """Run the demo; returns (and writes to out_dir/summary.json) what it measured."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -65,6 +72,8 @@ def run(
     summary["devices"] = [str(d) for d in jax.devices()]
     if "fashion_mnist/test" in summary["datasets"] and victim_images > 0:
         summary["victim"] = _victim_part(out_dir, data_dir, seed, victim_images, victim_epochs)
+        if "tinyimagenet/val" in summary["datasets"] and queries > 0:
+            summary["attack"] = _attack_part(out_dir, data_dir, seed, queries, student_epochs)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -77,17 +86,17 @@ def _victim_part(out_dir: Path, data_dir, seed: int, images: int, epochs: int) -
     config = victim.VictimConfig(
         arch="vgg16",
         dataset="fashion_mnist",
-        num_exits=4,
-        width=0.125,
+        num_exits=6,
+        width=0.25,
         epochs=epochs,
-        batch_size=64 if images >= 640 else 8,
+        batch_size=128 if images >= 1280 else 8,
         held_out=held_out,
         train_subset=images,
         max_drop=0.03,
         seed=seed,
         data_dir=data_dir,
     )
-    print(f"[demo] training a 4-exit VGG16-SDN (width 1/8) on {images} FashionMNIST images, {epochs} epochs")
+    print(f"[demo] victim: a 6-exit VGG16-SDN (width 1/4) on {images} FashionMNIST images, {epochs} epochs")
     result = victim.train_victim(config, out_dir / "victim")
     net, variables, thresholds, _ = nets.load(out_dir / "victim" / "model")
     test = data.load("fashion_mnist", "test", data_dir=data_dir)
@@ -116,6 +125,73 @@ def _victim_part(out_dir: Path, data_dir, seed: int, images: int, epochs: int) -
         "minutes": result["minutes"],
         "figure": str(out_dir / "victim" / "exits.png"),
     }
+
+
+def _attack_part(out_dir: Path, data_dir, seed: int, queries: int, epochs: int) -> dict:
+    """Steal the demo victim through its timing side channel, with KnockoffNets beside it."""
+    from mexjax import exits, metrics, oracle
+    from mexjax.attacks import steal
+
+    net, variables, thresholds, _ = nets.load(out_dir / "victim" / "model")
+    pool = data.load("tinyimagenet", "val", data_dir=data_dir)
+    picked = data.subset(pool, jax.random.key(seed + 1), min(queries, len(pool)))
+    query_images = np.asarray(data.to_input_shape(picked.images, net.input_shape))
+    test = data.load("fashion_mnist", "test", data_dir=data_dir)
+    from mexjax import victim as victim_mod
+
+    test = victim_mod.prepare(test, net.input_shape)
+    victim = oracle.Oracle(net, variables, thresholds, budget=4 * len(query_images))
+    print(f"[demo] stealing with {len(query_images)} TinyImageNet queries (fastest of 3 timed passes each)")
+    config = steal.StealConfig(arch="vgg16", width=0.25, epochs=epochs, batch_size=64, passes=3, seed=seed)
+    ours = steal.steal(victim, query_images, config, workdir=None)
+    k = ours.net.num_exits
+    knockoff_oracle = oracle.Oracle(net, variables, thresholds, budget=len(query_images))
+    knockoff_config = dataclasses.replace(config, use_timing=False, num_exits=k, passes=1)
+    knockoff = steal.steal(knockoff_oracle, query_images, knockoff_config, workdir=None)
+    true = oracle.true_exits(victim, query_images)
+    prediction = metrics.exit_prediction(ours.estimated_exits, true)
+    rows = {"ours": steal.evaluate(victim, ours, test.images, test.labels)}
+    rows["knockoff"] = steal.evaluate(victim, knockoff, test.images, test.labels)
+    _, bounds = exits.estimate_exits(ours.runtimes, return_boundaries=True)[1:]
+    _plot_runtimes(ours.runtimes, true, bounds, out_dir / "runtimes.png")
+    return {
+        "queries": len(query_images),
+        "timing": ours.timing,
+        "passes": ours.passes,
+        "estimated_exits": k,
+        "victim_exits": net.num_exits,
+        "exit_prediction": {key: prediction[key] for key in ("accuracy", "balanced_accuracy", "confusion")},
+        "table": rows,
+        "figure": str(out_dir / "runtimes.png"),
+    }
+
+
+def _plot_runtimes(runtimes, true, bounds, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mexjax import exits
+
+    t = np.asarray(runtimes) * 1e3
+    grid = np.linspace(t.min() * 0.95, np.percentile(t, 99.5) * 1.1, 600)
+    density = np.asarray(exits.kde(np.log(t), np.log(grid), "silverman")) / grid
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    bins = np.linspace(grid[0], grid[-1], 120)
+    for e in range(int(true.max()) + 1):
+        ax.hist(t[true == e], bins=bins, alpha=0.5, label=f"true exit {e + 1}", density=False)
+    ax2 = ax.twinx()
+    ax2.plot(grid, density, color="black", lw=1)
+    ax2.set_yticks([])
+    for b in bounds:
+        ax.axvline(b * 1e3, color="red", ls="--", lw=1)
+    ax.set(xlabel="response time (ms, fastest of the passes)", ylabel="queries",
+           title="victim response times, estimated exit boundaries (red) and true exits")  # fmt: skip
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _plot_rows(rows, path: Path):
