@@ -64,9 +64,8 @@ def _cmd_demo(args) -> int:
         )
         print(f"{'model':<10}{'ACC':>8}{'fidelity':>10}{'CLO':>8}{'CC (MFLOPs)':>13}")
         first = next(iter(a["table"].values()))
-        print(
-            f"{'victim':<10}{first['victim_accuracy']:>8.4f}{1:>10.4f}{1:>8.4f}{first['victim_mean_flops'] / 1e6:>13.2f}"
-        )
+        victim_flops = first["victim_mean_flops"] / 1e6
+        print(f"{'victim':<10}{first['victim_accuracy']:>8.4f}{1:>10.4f}{1:>8.4f}{victim_flops:>13.2f}")
         for name, row in a["table"].items():
             print(
                 f"{name:<10}{row['accuracy']:>8.4f}{row['fidelity']:>10.4f}{row['closeness']:>8.4f}"
