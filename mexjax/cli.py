@@ -54,7 +54,7 @@ def _cmd_demo(args) -> int:
             f"accuracy {v['accuracy_early_exit']:.4f} at {v['flops_ratio']:.0%} of the full FLOPs, "
             f"exits {v['exit_histogram']}; inference paths agree: {v['inference_paths_agree']}"
         )
-    if "attack" in summary:
+    if "attack" in summary and "error" not in summary["attack"]:
         a = summary["attack"]
         p = a["exit_prediction"]
         print(
