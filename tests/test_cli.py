@@ -12,6 +12,7 @@ def test_demo_on_tiny_data(tmp_path, cache_dir, capsys):
     data_dir = tmp_path / "data"
     write_image_folder(data_dir / "cifar10-jpeg75", {"test": {"cat": 5, "dog": 5}}, size=(32, 32))
     write_fashion_mnist(data_dir / "fashion-mnist", n_train=48, n_test=9)
+    write_image_folder(data_dir / "tinyimagenet200-20k", {"val": {"n1": 24, "n2": 24}}, size=(64, 64))
     out = tmp_path / "out"
     argv = [
         "demo",
@@ -22,6 +23,10 @@ def test_demo_on_tiny_data(tmp_path, cache_dir, capsys):
         "--victim-images",
         "32",
         "--victim-epochs",
+        "1",
+        "--queries",
+        "40",
+        "--student-epochs",
         "1",
     ]
     assert cli.main(argv) == 0
@@ -35,7 +40,7 @@ def test_demo_on_tiny_data(tmp_path, cache_dir, capsys):
     assert "cifar10/test" in printed and "not available" in printed
     victim = summary["victim"]
     assert victim["inference_paths_agree"] is True
-    assert len(victim["accuracy_per_exit"]) == 4 and sum(victim["exit_histogram"]) == 9
+    assert len(victim["accuracy_per_exit"]) == 6 and sum(victim["exit_histogram"]) == 9
     assert (out / "victim" / "model").is_dir() and "inference paths agree: True" in printed
     attack = summary["attack"]  # a tiny random-ish victim may show one exit only: then a clear message
     if "error" in attack:
