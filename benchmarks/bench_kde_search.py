@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
-import statistics
 import time
 
 import jax
 import numpy as np
+from bench_nets import median_time  # benchmarks/ is on sys.path when this script runs
 from scipy import stats
 
 from mexjax import exits
@@ -28,13 +28,8 @@ from mexjax.exits import _search
 
 
 def timed(fn, repeats=3):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    fn()  # warm-up (compilation) excluded
+    return median_time(fn, repeats)
 
 
 def kde_rows(sizes, machine):

@@ -30,7 +30,8 @@ import numpy as np
 from mexjax import exits, nets, train
 
 
-def _median_time(fn, repeats):
+def median_time(fn, repeats):
+    """Median wall time of `fn()` (blocking on its result) over `repeats` calls."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -79,11 +80,11 @@ def bench(arch: str, width: float, batch: int, steps: int) -> dict:
         holder["state"], metrics = step(holder["state"], xb, yb, {}, weights, key)
         return metrics
 
-    train_s = _median_time(one_step, steps)
+    train_s = median_time(one_step, steps)
 
     x = jnp.asarray(images.astype(np.float32) / 255.0)
     net.logits(variables, x)
-    eval_s = _median_time(lambda: net.logits(variables, x), steps)
+    eval_s = median_time(lambda: net.logits(variables, x), steps)
 
     runner = exits.ExitRunner(
         tuple(net.stage(i) for i in range(num_exits)), tile=8, buckets=(8, 16, 32, 64, 128)
@@ -92,7 +93,7 @@ def bench(arch: str, width: float, batch: int, steps: int) -> dict:
     thresholds = equal_share_thresholds(conf)
     runner.warmup(variables, x[:1], max_batch=batch)
     runner.early_exit_batched(variables, x, thresholds)
-    ee_s = _median_time(lambda: runner.early_exit_batched(variables, x, thresholds)[0], steps)
+    ee_s = median_time(lambda: runner.early_exit_batched(variables, x, thresholds)[0], steps)
     exit_hist = np.bincount(runner.early_exit_batched(variables, x, thresholds)[0], minlength=num_exits)
 
     one = x[:1]
@@ -106,7 +107,7 @@ def bench(arch: str, width: float, batch: int, steps: int) -> dict:
             return logits
 
         run()
-        latency.append(_median_time(run, max(steps * 4, 20)) * 1e3)
+        latency.append(median_time(run, max(steps * 4, 20)) * 1e3)
     return {
         "arch": arch,
         "width": width,
