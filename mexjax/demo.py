@@ -96,7 +96,8 @@ def _victim_part(out_dir: Path, data_dir, seed: int, images: int, epochs: int) -
         batch_size=128 if images >= 1280 else 8,
         held_out=held_out,
         train_subset=images,
-        max_drop=0.03,
+        threshold=0.9,  # the global threshold of the reference victims
+        milestones=(0.75,),  # a short run keeps lr 0.1 for three quarters of it
         seed=seed,
         data_dir=data_dir,
     )

@@ -31,6 +31,7 @@ class VictimConfig:
     epochs: int = 100
     batch_size: int = 128
     learning_rate: float | None = None
+    milestones: tuple[float, ...] | None = None  # lr x0.1 at these fractions of the epochs (default SDN's)
     weight_decay: float | None = None  # default: 5e-4 for VGG16, 1e-4 otherwise (SDN)
     dtype: str = "float32"
     held_out: int = 5000  # training images kept aside to choose thresholds
@@ -110,6 +111,7 @@ def train_victim(config: VictimConfig, out_dir: str | os.PathLike, *, progress: 
         epochs=config.epochs,
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
+        milestones=config.milestones,
         weight_decay=weight_decay,
         flip=config.dataset not in NO_FLIP,
         seed=config.seed,
