@@ -145,9 +145,9 @@ def _attack_part(out_dir: Path, data_dir, seed: int, queries: int, epochs: int) 
     from mexjax import victim as victim_mod
 
     test = victim_mod.prepare(test, net.input_shape)
-    victim = oracle.Oracle(net, variables, thresholds, budget=4 * len(query_images))
-    print(f"[demo] stealing with {len(query_images)} TinyImageNet queries (fastest of 3 timed passes each)")
-    config = steal.StealConfig(arch="vgg16", width=0.25, epochs=epochs, batch_size=64, passes=3, seed=seed)
+    victim = oracle.Oracle(net, variables, thresholds, budget=5 * len(query_images))
+    print(f"[demo] stealing with {len(query_images)} TinyImageNet queries (fastest of 5 timed passes each)")
+    config = steal.StealConfig(arch="vgg16", width=0.25, epochs=epochs, batch_size=64, passes=5, seed=seed)
     ours = steal.steal(victim, query_images, config, workdir=None)
     k = ours.net.num_exits
     knockoff_oracle = oracle.Oracle(net, variables, thresholds, budget=len(query_images))
