@@ -134,7 +134,8 @@ def _victim_part(out_dir: Path, data_dir, seed: int, images: int, epochs: int) -
 
 def _attack_part(out_dir: Path, data_dir, seed: int, queries: int, epochs: int) -> dict:
     """Steal the demo victim through its timing side channel, with KnockoffNets beside it."""
-    from mexjax import exits, metrics, oracle
+    from mexjax import metrics, oracle
+    from mexjax import victim as victim_mod
     from mexjax.attacks import steal
 
     net, variables, thresholds, _ = nets.load(out_dir / "victim" / "model")
@@ -142,8 +143,6 @@ def _attack_part(out_dir: Path, data_dir, seed: int, queries: int, epochs: int) 
     picked = data.subset(pool, jax.random.key(seed + 1), min(queries, len(pool)))
     query_images = np.asarray(data.to_input_shape(picked.images, net.input_shape))
     test = data.load("fashion_mnist", "test", data_dir=data_dir)
-    from mexjax import victim as victim_mod
-
     test = victim_mod.prepare(test, net.input_shape)
     victim = oracle.Oracle(net, variables, thresholds, budget=5 * len(query_images))
     print(f"[demo] stealing with {len(query_images)} TinyImageNet queries (fastest of 5 timed passes each)")
@@ -157,8 +156,7 @@ def _attack_part(out_dir: Path, data_dir, seed: int, queries: int, epochs: int) 
     prediction = metrics.exit_prediction(ours.estimated_exits, true)
     rows = {"ours": steal.evaluate(victim, ours, test.images, test.labels)}
     rows["knockoff"] = steal.evaluate(victim, knockoff, test.images, test.labels)
-    _, bounds = exits.estimate_exits(ours.runtimes, return_boundaries=True)[1:]
-    _plot_runtimes(ours.runtimes, true, bounds, out_dir / "runtimes.png")
+    _plot_runtimes(ours.runtimes, true, ours.boundaries, out_dir / "runtimes.png")
     return {
         "queries": len(query_images),
         "timing": ours.timing,

@@ -188,8 +188,6 @@ class ExitRunner:
         feats = {s: jnp.zeros((s, *example.shape[1:]), example.dtype) for s in sizes}
         for i, fn in enumerate(self._fns):
             outs = {s: fn(variables, feats[s]) for s in sizes}
-            probs0 = outs[sizes[0]][1]
-            _decide(probs0, jnp.ones(sizes[0], bool), jnp.asarray(0.5, jnp.float32))
             for s in sizes:
                 _decide(outs[s][1], jnp.ones(s, bool), jnp.asarray(0.5, jnp.float32))
                 if i < self.num_exits - 1:

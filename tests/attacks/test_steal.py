@@ -73,6 +73,7 @@ def test_steal_end_to_end_with_simulated_timing(victim_setup, tmp_path):
     config = steal.StealConfig(width=0.125, epochs=2, batch_size=32, passes=2)
     result = steal.steal(victim, queries[:128], config, workdir=tmp_path / "run", progress=False)
     assert result.net.num_exits == 3 and result.thresholds.shape == (2,)
+    assert len(result.boundaries) == 2 and result.boundaries[0] < result.boundaries[1]
     assert result.queries_used == 256 and result.passes == 2 and result.timing == "simulated"
     prediction = steal.exit_prediction(victim, result, queries)
     assert prediction["accuracy"] > 0.95, prediction
@@ -93,6 +94,7 @@ def test_baseline_and_labels_only(victim_setup):
         progress=False,
     )
     assert baseline.estimated_exits is None and "global threshold" in baseline.thresholds_how
+    assert baseline.boundaries == []
     assert baseline.queries_used == 64  # no timing repeats for the baseline
     labels_only = steal.steal(
         _oracle(victim_setup, output="labels"),

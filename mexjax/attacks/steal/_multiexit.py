@@ -55,6 +55,7 @@ class StealResult:
     thresholds: np.ndarray
     thresholds_how: str
     estimated_exits: np.ndarray | None  # per answered query (None without timing)
+    boundaries: list[float]  # exit boundaries read from the runtimes, in seconds (empty without timing)
     runtimes: np.ndarray
     answered: int  # queries answered (images, not counting repeats)
     queries_used: int  # oracle queries spent, repeats included
@@ -88,10 +89,10 @@ def steal(
     if images.dtype != np.uint8:
         images = np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
 
-    est = None
+    est, boundaries = None, []
     num_exits = config.num_exits
     if config.use_timing:
-        est, k = exits.estimate_exits(answers.runtimes)
+        est, k, boundaries = exits.estimate_exits(answers.runtimes, return_boundaries=True)
         if k < 2:
             raise ValueError(
                 "the timing shows a single exit: the victim seems not to exit early on these queries "
@@ -162,6 +163,7 @@ def steal(
         thresholds=exits.check_thresholds(thresholds, num_exits),
         thresholds_how=how,
         estimated_exits=est,
+        boundaries=boundaries,
         runtimes=answers.runtimes,
         answered=n,
         queries_used=victim.used,
