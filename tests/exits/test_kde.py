@@ -158,3 +158,59 @@ def test_measured_runtimes_exit_prediction():
     # the textbook rule on the same measured runtimes
     book = metrics.exit_prediction(textbook(measured["runtimes"]), measured["true_exits"])
     assert book["balanced_accuracy"] < result["balanced_accuracy"]
+
+
+def _binned_cases():
+    rng = np.random.default_rng(3)
+    runtimes, _ = mixture([0.2, 0.1, 0.3, 0.1, 0.1, 0.2], 4000, seed=1, tail=0.15, outliers=0.03)
+    x = np.log(runtimes)
+    yield "log-runtimes, Scott", x, x, "scott"
+    yield "log-runtimes, fine bandwidth", x, np.linspace(x.min() - 1, x.max() + 1, 5001), 0.004
+    yield "normal, Silverman", rng.normal(size=500), np.linspace(-6, 6, 3001), "silverman"
+    # a lone kernel is the worst case for binning and interpolation (its peak is the sharpest)
+    yield "one sample", np.array([0.3]), np.linspace(0.2, 0.4, 20001), 0.0123
+    # 26.6 bandwidths apart, 42.6 with the grid's margins: 4,096 grid points, 96.1 per bandwidth (the
+    # coarsest allowed)
+    yield "two samples, coarse grid", np.array([0.0, 0.266]), np.linspace(-0.05, 0.32, 40001), 0.01
+    yield "far from zero", 1000 + rng.normal(size=300), np.linspace(995, 1005, 2001), 0.1
+
+
+@pytest.mark.parametrize("case", list(_binned_cases()), ids=lambda case: case[0])
+def test_binned_kde_matches_the_exact_sum(case):
+    _, samples, points, bandwidth = case
+    exact = np.asarray(exits.kde(samples, points, bandwidth), np.float64)
+    binned = np.asarray(exits.kde(samples, points, bandwidth, method="binned"), np.float64)
+    assert binned.dtype == exact.dtype and binned.shape == exact.shape
+    assert np.max(np.abs(binned - exact)) < 1e-4 * exact.max()
+
+
+def test_binned_kde_edges():
+    samples = np.array([0.0, 1.0])
+    points = np.array([np.nan, np.inf, -np.inf, -5.0, 0.5, 9.0])
+    binned = np.asarray(exits.kde(samples, points, 0.1, method="binned"))
+    exact = np.asarray(exits.kde(samples, points, 0.1))
+    assert np.isnan(binned[0]) and np.all(binned[[1, 2, 3, 5]] == 0)
+    np.testing.assert_allclose(binned[4], exact[4], rtol=1e-2)
+    assert exits.kde(samples, np.zeros(0), 0.1, method="binned").shape == (0,)
+    # samples spanning 10^6 bandwidths: the exact sum is used
+    spread = np.array([0.0, 1e5])
+    np.testing.assert_array_equal(
+        np.asarray(exits.kde(spread, points[3:], 0.1, method="binned")),
+        np.asarray(exits.kde(spread, points[3:], 0.1)),
+    )
+    with pytest.raises(ValueError, match="method"):
+        exits.kde(samples, points, 0.1, method="fft")
+
+
+def test_binned_kde_integrates_to_one_and_compiles_once():
+    from mexjax.exits import _kde
+
+    rng = np.random.default_rng(4)
+    wide = np.linspace(-7, 7, 4001)
+    density = np.asarray(exits.kde(rng.normal(size=800), wide, 0.3, method="binned"))
+    np.testing.assert_allclose(np.trapezoid(density, wide), 1, atol=1e-4)
+    exits.kde(rng.normal(size=800), wide, 0.3, method="binned")
+    compiled = _kde._kde_binned._cache_size()
+    for _ in range(3):  # same sizes, new data (same grid size): no new compilation
+        exits.kde(rng.normal(size=800), wide, 0.3, method="binned")
+    assert _kde._kde_binned._cache_size() == compiled
