@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mexjax import data, exits, nets, oracle
 from mexjax.attacks import steal
+from tests.attacks.conftest import tiny_oracle as _oracle
 
 
 def _logits_for_conf(conf, classes=4):
@@ -49,22 +49,6 @@ def test_label_loss_is_cross_entropy_at_every_exit():
     logits = [jnp.asarray([[2.0, 0.0, 0.0]], jnp.float32)] * 2
     got = float(steal.label_loss(logits, jnp.asarray([0], jnp.int32))[0])
     assert got == pytest.approx(2 * -np.log(np.exp(2) / (np.exp(2) + 2)), rel=1e-5)
-
-
-@pytest.fixture(scope="module")
-def victim_setup():
-    net = nets.build("vgg16", num_classes=4, num_exits=3, width=0.125)
-    variables = net.init(jax.random.key(0))
-    queries = data.noise_images(jax.random.key(1), 160, (32, 32, 3))
-    conf = np.asarray(exits.confidence(net.runner().all_exits(variables, queries)))
-    thresholds = np.array([np.quantile(conf[0], 0.6), np.quantile(conf[1], 0.5)], np.float32)
-    timing = oracle.SimulatedTiming(seconds_per_flop=1e-9, scale=0.02)
-    return net, variables, thresholds, queries, timing
-
-
-def _oracle(setup, budget=10_000, output="probs"):
-    net, variables, thresholds, _, timing = setup
-    return oracle.Oracle(net, variables, thresholds, budget=budget, timing=timing, output=output)
 
 
 def test_steal_end_to_end_with_simulated_timing(victim_setup, tmp_path):

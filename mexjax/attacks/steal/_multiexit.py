@@ -64,6 +64,8 @@ class StealResult:
     passes: int
     history: list
     config: StealConfig
+    method: str = "ours"  # "ours", "knockoff", "noise" or "esa"
+    query_images: np.ndarray | None = None  # the answered queries (uint8), for evaluation on them
 
 
 def steal(
@@ -102,65 +104,21 @@ def steal(
             raise ValueError(f"{n} queries cannot train a student with {k} exits")
         num_exits = num_exits or min(k, nets.MAX_EXITS)
         est = np.minimum(est, num_exits - 1).astype(np.int32)
-    labels_only = answers.output == "labels"
-    victim_labels = answers.outputs if labels_only else answers.outputs.argmax(-1).astype(np.int32)
-    num_classes = victim.num_classes
     student = nets.build(
         config.arch,
-        num_classes=num_classes,
+        num_classes=victim.num_classes,
         num_exits=num_exits,
         width=config.width,
         input_shape=victim.input_shape,
     )
-    extras = {"target_exits": est if est is not None else np.full(n, num_exits - 1, np.int32)}
-    if not labels_only:
-        extras["victim_probs"] = np.asarray(answers.outputs, np.float32)
-
-    def loss(logits, labels, batch, weights):
-        del weights
-        base = label_loss(logits, labels) if labels_only else performance_loss(logits, batch["victim_probs"])
-        if not config.use_timing or config.lam == 0:
-            return base
-        strat = strategy_loss(
-            logits, batch["target_exits"], phi1=config.phi1, phi2=config.phi2, squared=config.squared_hinge
-        )
-        return base + config.lam * strat
-
-    train_config = train.TrainConfig(
-        recipe="adam",
-        epochs=config.epochs,
-        batch_size=_batch_size(config.batch_size, n),
-        learning_rate=config.learning_rate,
-        augment=config.augment,
-        seed=config.seed,
+    variables, history = train_student(
+        student, images, answers.outputs, est, config, workdir=workdir, progress=progress, queries=n
     )
-    query_set = data.Dataset(images, victim_labels, tuple(str(i) for i in range(num_classes)))
-    variables, history = train.fit(
-        student,
-        query_set,
-        train_config,
-        workdir=workdir,
-        extras=extras,
-        loss=loss,
-        meta_extra={"steal": dataclasses.asdict(config), "queries": n},
-        progress=progress,
-    )
-    probs = train.predict(student, variables, images)  # [K, N, C]
-    confidences = probs.max(-1).T
-    if config.use_timing:
-        match = (probs.argmax(-1) == victim_labels[None, :]).T if config.label_match else None
-        thresholds = exits.search_thresholds(confidences, est, label_match=match)
-        how = "output-strategy search on the queries' estimated exits" + (
-            " and labels" if match is not None else ""
-        )
-    else:
-        choice = exits.sdn_global_threshold(probs, victim_labels)
-        thresholds = choice.thresholds
-        how = "one global threshold chosen on the attacker's own queries (SDN rule, victim labels)"
+    thresholds, how = choose_thresholds(student, variables, images, answers.outputs, est, config)
     return StealResult(
         net=student,
         variables=variables,
-        thresholds=exits.check_thresholds(thresholds, num_exits),
+        thresholds=thresholds,
         thresholds_how=how,
         estimated_exits=est,
         boundaries=boundaries,
@@ -172,7 +130,94 @@ def steal(
         passes=answers.passes,
         history=history,
         config=config,
+        method="ours" if config.use_timing else "knockoff",
+        query_images=images,
     )
+
+
+def train_student(
+    student: nets.MultiExitNet,
+    images: np.ndarray,
+    outputs: np.ndarray,
+    target_exits: np.ndarray | None,
+    config: StealConfig,
+    *,
+    variables: dict | None = None,
+    epochs: int | None = None,
+    workdir: str | Path | None = None,
+    progress: bool = True,
+    queries: int | None = None,
+) -> tuple[dict, list]:
+    """Distil the victim's answers into `student` at every exit (+ the strategy loss with timing).
+
+    outputs: f32[N, C] probabilities, or int32[N] labels (labels-only victims: cross-entropy on
+    labels). target_exits: int32[N] estimated exits, or None (no strategy loss). `variables` warm-
+    starts the student (ES Attack trains the same student round after round)."""
+    n = len(images)
+    labels_only = outputs.ndim == 1
+    victim_labels = outputs.astype(np.int32) if labels_only else outputs.argmax(-1).astype(np.int32)
+    use_strategy = target_exits is not None and config.use_timing and config.lam > 0
+    extras = {}
+    if use_strategy:
+        extras["target_exits"] = np.asarray(target_exits, np.int32)
+    if not labels_only:
+        extras["victim_probs"] = np.asarray(outputs, np.float32)
+
+    def loss(logits, labels, batch, weights):
+        del weights
+        base = label_loss(logits, labels) if labels_only else performance_loss(logits, batch["victim_probs"])
+        if not use_strategy:
+            return base
+        strat = strategy_loss(
+            logits, batch["target_exits"], phi1=config.phi1, phi2=config.phi2, squared=config.squared_hinge
+        )
+        return base + config.lam * strat
+
+    train_config = train.TrainConfig(
+        recipe="adam",
+        epochs=config.epochs if epochs is None else epochs,
+        batch_size=_batch_size(config.batch_size, n),
+        learning_rate=config.learning_rate,
+        augment=config.augment,
+        seed=config.seed,
+    )
+    num_classes = student.num_classes
+    query_set = data.Dataset(images, victim_labels, tuple(str(i) for i in range(num_classes)))
+    return train.fit(
+        student,
+        query_set,
+        train_config,
+        workdir=workdir,
+        variables=variables,
+        extras=extras,
+        loss=loss,
+        meta_extra={"steal": dataclasses.asdict(config), "queries": queries or n},
+        progress=progress,
+    )
+
+
+def choose_thresholds(
+    student: nets.MultiExitNet,
+    variables: dict,
+    images: np.ndarray,
+    outputs: np.ndarray,
+    target_exits: np.ndarray | None,
+    config: StealConfig,
+) -> tuple[np.ndarray, str]:
+    """The student's output strategy: searched on the estimated exits (with timing), or one global
+    threshold by the SDN rule on the attacker's own queries (baselines). Returns (thresholds, how)."""
+    victim_labels = outputs.astype(np.int32) if outputs.ndim == 1 else outputs.argmax(-1).astype(np.int32)
+    probs = train.predict(student, variables, images)  # [K, N, C]
+    if target_exits is not None:
+        match = (probs.argmax(-1) == victim_labels[None, :]).T if config.label_match else None
+        thresholds = exits.search_thresholds(probs.max(-1).T, target_exits, label_match=match)
+        how = "output-strategy search on the queries' estimated exits" + (
+            " and labels" if match is not None else ""
+        )
+    else:
+        thresholds = exits.sdn_global_threshold(probs, victim_labels).thresholds
+        how = "one global threshold chosen on the attacker's own queries (SDN rule, victim labels)"
+    return exits.check_thresholds(thresholds, student.num_exits), how
 
 
 def _batch_size(wanted: int, n: int) -> int:
