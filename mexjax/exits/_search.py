@@ -11,11 +11,14 @@ Conf_i: of queries targeted at exit i, Conf̄_i: of the others), plus the value 
     const + Σ_{x reaching i} [c_i(x) >= T_i]·a(x) + [c_i(x) < T_i]·b(x),
 
 a(x) = the query is right to leave at i, b(x) = it ends right if it goes on (under T_{>i});
-every candidate of one exit is evaluated in one batched op (a sort, a suffix sum, a vectorized
-search). The search starts from a
-sequential greedy solution (b(x) = "targeted later", optimistic about later exits) and improves it by
-coordinate-ascent sweeps (never worse than its start). When the product of the candidate counts is
-small (`exhaustive_limit`), every combination is evaluated instead (vectorized, exact).
+every candidate of one exit is scored at once in NumPy: the confidences of each exit are sorted once
+per search, then one suffix sum and one vectorized binary search score all candidates (the const is
+the hits of the queries that leave before i, so no separate evaluation of the objective is needed).
+The search starts from a sequential greedy solution (b(x) = "targeted later", optimistic about later
+exits) and improves it by coordinate-ascent sweeps (never worse than its start), which stop as soon
+as every exit has been re-optimized without a gain since the last change. When the product of the
+candidate counts is small (`exhaustive_limit`), every combination is evaluated instead (vectorized
+in JAX, exact).
 """
 
 from __future__ import annotations
@@ -75,23 +78,29 @@ def objective(confidences, targets, thresholds, label_match=None) -> int:
     return int(hit.sum())
 
 
-@jax.jit
-def _scores(conf_i, a, b, cand):
-    """For every candidate c: Σ [conf_i >= c]·a + [conf_i < c]·b (a, b already masked by reach).
+class _SortedExit:
+    """One exit's confidences in sorted order: scores every candidate threshold in O(N + C log N)."""
 
-    One batched op for all candidates: sort the confidences once; the queries leaving at c are a
-    suffix of that order, so score(c) = Σ b + (suffix sum of a - b from the first conf >= c)."""
-    order = jnp.argsort(conf_i)
-    gain = (a - b)[order]
-    suffix = jnp.concatenate([jnp.cumsum(gain[::-1])[::-1], jnp.zeros((1,), gain.dtype)])
-    first = jnp.searchsorted(conf_i[order], cand, side="left")
-    return jnp.sum(b) + suffix[first]
+    def __init__(self, conf_i):
+        conf_i = np.asarray(conf_i, np.float32)
+        self.order = np.argsort(conf_i)
+        self.sorted = conf_i[self.order]
+
+    def scores(self, a, b, cand) -> np.ndarray:
+        """For every candidate c: Σ [conf_i >= c]·a + [conf_i < c]·b (a, b: per query, masked by reach).
+
+        The queries leaving at c are a suffix of the sorted order, so score(c) = Σ b + (suffix sum of
+        a - b from the first confidence >= c)."""
+        gain = np.subtract(a, b, dtype=np.int64)[self.order]
+        suffix = np.zeros(gain.size + 1, np.int64)
+        suffix[:-1] = np.cumsum(gain[::-1])[::-1]
+        first = np.searchsorted(self.sorted, np.asarray(cand, np.float32), side="left")
+        return int(np.sum(b, dtype=np.int64)) + suffix[first]
 
 
-def _best_candidate(conf_i, a, b, cand) -> tuple[float, int]:
-    scores = np.asarray(_scores(jnp.asarray(conf_i), jnp.asarray(a), jnp.asarray(b), jnp.asarray(cand)))
-    k = int(np.argmax(scores))  # ties: the lowest threshold (earliest exits, cheapest)
-    return float(cand[k]), int(scores[k])
+def _scores(conf_i, a, b, cand) -> np.ndarray:
+    """The objective of every candidate threshold of one exit (see `_SortedExit.scores`), sort included."""
+    return _SortedExit(conf_i).scores(a, b, cand)
 
 
 def _right_at(i, targets, correct):
@@ -115,49 +124,83 @@ def _reach(conf, thresholds, i):
     return reach
 
 
-def greedy(confidences, targets, label_match=None) -> np.ndarray:
-    """Sequential greedy thresholds: exit by exit, assuming later exits will be right."""
-    conf, targets, correct = _check(confidences, targets, label_match)
+class _Problem:
+    """A checked instance with each exit's candidates and sorted confidences, computed once."""
+
+    def __init__(self, confidences, targets, label_match):
+        self.conf, self.targets, self.correct = _check(confidences, targets, label_match)
+        self.cands = [candidates(self.conf, self.targets, i) for i in range(self.conf.shape[1] - 1)]
+        self._sorted = {}
+
+    def exit(self, i) -> _SortedExit:
+        if i not in self._sorted:
+            self._sorted[i] = _SortedExit(self.conf[:, i])
+        return self._sorted[i]
+
+    def hits(self, exits) -> np.ndarray:
+        """Per query: its exit equals its target (and the label matches, if asked)."""
+        hit = exits == self.targets
+        if self.correct is not None:
+            hit &= self.correct[np.arange(len(exits)), exits]
+        return hit
+
+
+def _best(cand, scores) -> tuple[np.float32, int]:
+    k = int(np.argmax(scores))  # ties: the lowest threshold (earliest exits, cheapest)
+    return cand[k], int(scores[k])
+
+
+def _greedy(problem: _Problem) -> np.ndarray:
+    conf, targets, correct = problem.conf, problem.targets, problem.correct
     k = conf.shape[1]
     thresholds = np.ones(k - 1, np.float32)
+    reach = np.ones(conf.shape[0], bool)
     for i in range(k - 1):
-        reach = _reach(conf, thresholds, i)
+        if i:
+            reach &= conf[:, i - 1] < thresholds[i - 1]
         a = reach & _right_at(i, targets, correct)
         b = reach & (targets > i)
-        thresholds[i], _ = _best_candidate(
-            conf[:, i], a.astype(np.int32), b.astype(np.int32), candidates(conf, targets, i)
-        )
+        thresholds[i], _ = _best(problem.cands[i], problem.exit(i).scores(a, b, problem.cands[i]))
     return thresholds
+
+
+def _coordinate_ascent(problem: _Problem, start, max_sweeps: int) -> np.ndarray:
+    conf, targets, correct = problem.conf, problem.targets, problem.correct
+    k = conf.shape[1]
+    thresholds = np.asarray(start, np.float32).copy()
+    hits = problem.hits(_exits_after(conf, thresholds, 0))
+    best = int(hits.sum())
+    unchanged = 0  # exits re-optimized in a row without a gain
+    for _ in range(max_sweeps):
+        improved = False
+        for i in range(k - 1):
+            if unchanged >= k - 1:  # every exit is at its optimum given the others: nothing can change
+                return thresholds
+            reach = _reach(conf, thresholds, i)
+            a = reach & _right_at(i, targets, correct)
+            b = reach & problem.hits(_exits_after(conf, thresholds, i + 1))
+            cand = np.union1d(problem.cands[i], [thresholds[i]]).astype(np.float32)
+            value, score = _best(cand, problem.exit(i).scores(a, b, cand))
+            score += int(np.sum(hits & ~reach))  # the queries leaving before i do not change
+            if score > best:
+                thresholds[i], best, improved = value, score, True
+                hits = problem.hits(_exits_after(conf, thresholds, 0))
+                unchanged = 1  # exit i itself is at its optimum
+            else:
+                unchanged += 1
+        if not improved:
+            break
+    return thresholds
+
+
+def greedy(confidences, targets, label_match=None) -> np.ndarray:
+    """Sequential greedy thresholds: exit by exit, assuming later exits will be right."""
+    return _greedy(_Problem(confidences, targets, label_match))
 
 
 def coordinate_ascent(confidences, targets, start, label_match=None, max_sweeps: int = 20) -> np.ndarray:
     """Improve `start` one exit at a time with the exact per-exit optimum; never worse than `start`."""
-    conf, targets, correct = _check(confidences, targets, label_match)
-    k = conf.shape[1]
-    thresholds = np.asarray(start, np.float32).copy()
-    cands = [candidates(conf, targets, i) for i in range(k - 1)]
-    best = objective(conf, targets, thresholds, correct)
-    for _ in range(max_sweeps):
-        improved = False
-        for i in range(k - 1):
-            reach = _reach(conf, thresholds, i)
-            later = _exits_after(conf, thresholds, i + 1)
-            ok_later = later == targets
-            if correct is not None:
-                ok_later &= correct[np.arange(len(targets)), later]
-            a = (reach & _right_at(i, targets, correct)).astype(np.int32)
-            b = (reach & ok_later).astype(np.int32)
-            value, _ = _best_candidate(
-                conf[:, i], a, b, np.union1d(cands[i], [thresholds[i]]).astype(np.float32)
-            )
-            trial = thresholds.copy()
-            trial[i] = value
-            score = objective(conf, targets, trial, correct)
-            if score > best:
-                thresholds, best, improved = trial, score, True
-        if not improved:
-            break
-    return thresholds
+    return _coordinate_ascent(_Problem(confidences, targets, label_match), start, max_sweeps)
 
 
 @jax.jit
@@ -233,11 +276,12 @@ def search_thresholds(
     conf, targets, correct = _check(confidences, target_exits, label_match)
     if method == "brute":
         return brute_force(conf, targets, correct)
+    problem = _Problem(conf, targets, correct)
     if method == "greedy":
-        return greedy(conf, targets, correct)
-    size = np.prod([len(candidates(conf, targets, i)) for i in range(conf.shape[1] - 1)], dtype=np.float64)
+        return _greedy(problem)
+    size = np.prod([len(c) for c in problem.cands], dtype=np.float64)
     if method == "exhaustive" or (method == "auto" and size <= exhaustive_limit):
         return exhaustive(conf, targets, correct)
     if method in ("auto", "ascent"):
-        return coordinate_ascent(conf, targets, greedy(conf, targets, correct), correct)
+        return _coordinate_ascent(problem, _greedy(problem), max_sweeps=20)
     raise ValueError(f"method must be auto, exhaustive, ascent, greedy or brute; got {method!r}")

@@ -96,3 +96,83 @@ def test_unknown_method():
     conf, targets = _instance(0, 5, 2)
     with pytest.raises(ValueError, match="method"):
         exits.search_thresholds(conf, targets, method="anneal")
+
+
+def _tied_instance(seed, n, k, levels):
+    """Confidences on a coarse grid (many ties), random targets and label matches."""
+    rng = np.random.default_rng(seed)
+    conf = (rng.integers(0, levels + 1, (n, k)) / levels).astype(np.float32)
+    return conf, rng.integers(0, k, n).astype(np.int32), rng.uniform(size=(n, k)) < 0.7
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 300), st.sampled_from([3, 20, 1000]))
+def test_batched_scores_equal_a_loop_over_candidates(seed, n, levels):
+    from mexjax.exits import _search
+
+    rng = np.random.default_rng(seed)
+    conf = (rng.integers(0, levels + 1, n) / levels).astype(np.float32)
+    a, b = rng.uniform(size=n) < 0.4, rng.uniform(size=n) < 0.5
+    cand = np.unique(np.concatenate([conf, rng.uniform(size=5)]).astype(np.float32))  # some not in conf
+    loop = [int(np.sum(np.where(conf >= c, a, b))) for c in cand]
+    assert _search._scores(conf, a, b, cand).tolist() == loop
+    assert _search._scores(conf, a.astype(np.int32), b.astype(np.int32), cand).tolist() == loop
+
+
+def _hits(conf, targets, thresholds, match):
+    exits_ = np.full(len(targets), conf.shape[1] - 1)
+    for j in range(len(thresholds) - 1, -1, -1):
+        exits_ = np.where(conf[:, j] >= thresholds[j], j, exits_)
+    hit = exits_ == targets
+    return int(np.sum(hit & match[np.arange(len(targets)), exits_] if match is not None else hit))
+
+
+def _plain_greedy(conf, targets, match):
+    """Greedy in plain loops: every candidate of exit i scored over the queries reaching i."""
+    t = np.ones(conf.shape[1] - 1, np.float32)
+    for i in range(len(t)):
+        reach = np.all(conf[:, :i] < t[:i], axis=1)
+        right = (targets == i) & (match[:, i] if match is not None else True)
+        cands = exits.candidates(conf, targets, i)
+        scores = [np.sum(reach & np.where(conf[:, i] >= c, right, targets > i)) for c in cands]
+        t[i] = cands[int(np.argmax(scores))]
+    return t
+
+
+def _plain_ascent(conf, targets, start, match, max_sweeps=20):
+    """Coordinate ascent in plain loops: every candidate of every exit scored by the full objective,
+    every exit re-evaluated in every sweep."""
+    t = np.asarray(start, np.float32).copy()
+    best = _hits(conf, targets, t, match)
+    for _ in range(max_sweeps):
+        improved = False
+        for i in range(len(t)):
+            cands = np.union1d(exits.candidates(conf, targets, i), [t[i]]).astype(np.float32)
+            scores = []
+            for c in cands:
+                trial = t.copy()
+                trial[i] = c
+                scores.append(_hits(conf, targets, trial, match))
+            j = int(np.argmax(scores))
+            if scores[j] > best:
+                t[i], best, improved = cands[j], scores[j], True
+        if not improved:
+            break
+    return t
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 60), st.integers(2, 5), st.sampled_from([4, 50]), st.booleans())
+def test_greedy_and_ascent_equal_their_plain_loop_versions(seed, n, k, levels, use_match):
+    conf, targets, match = _tied_instance(seed, n, k, levels)
+    match = match if use_match else None
+    start = exits.greedy(conf, targets, match)
+    np.testing.assert_array_equal(start, _plain_greedy(conf, targets, match))
+    np.testing.assert_array_equal(
+        exits.coordinate_ascent(conf, targets, start, match), _plain_ascent(conf, targets, start, match)
+    )
+    anywhere = np.random.default_rng(seed).uniform(size=k - 1).astype(np.float32)  # any start, 2 sweeps
+    np.testing.assert_array_equal(
+        exits.coordinate_ascent(conf, targets, anywhere, match, max_sweeps=2),
+        _plain_ascent(conf, targets, anywhere, match, max_sweeps=2),
+    )
