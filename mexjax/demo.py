@@ -97,7 +97,8 @@ def _victim_part(out_dir: Path, data_dir, seed: int, images: int, epochs: int) -
         held_out=held_out,
         train_subset=images,
         threshold=0.9,  # the global threshold of the reference victims
-        milestones=(0.75,),  # a short run keeps lr 0.1 for three quarters of it
+        learning_rate=0.03,  # a short run: lr 0.03 (SDN's 0.1 leaves the last exit behind) ...
+        milestones=(0.75,),  # ... for three quarters of it, then 0.003
         seed=seed,
         data_dir=data_dir,
     )
@@ -133,36 +134,65 @@ def _victim_part(out_dir: Path, data_dir, seed: int, images: int, epochs: int) -
 
 
 def _attack_part(out_dir: Path, data_dir, seed: int, queries: int, epochs: int) -> dict:
-    """Steal the demo victim through its timing side channel, with KnockoffNets beside it."""
+    """Steal the demo victim through its timing side channel, with KnockoffNets beside it.
+
+    Same footing: both spend the same query budget (ours: `queries` images timed 5 times each;
+    KnockoffNets: 5 x `queries` distinct images) and train the same student for the same number of
+    example-steps. CLO is measured on the victim's test set and on natural images never queried.
+    """
     from mexjax import metrics, oracle
     from mexjax import victim as victim_mod
     from mexjax.attacks import steal
 
+    passes = 5
     net, variables, thresholds, _ = nets.load(out_dir / "victim" / "model")
-    pool = data.load("tinyimagenet", "val", data_dir=data_dir)
-    picked = data.subset(pool, jax.random.key(seed + 1), min(queries, len(pool)))
-    query_images = np.asarray(data.to_input_shape(picked.images, net.input_shape))
+    try:
+        pool = data.load("tinyimagenet", "train", data_dir=data_dir)
+    except data.DataError:
+        pool = data.load("tinyimagenet", "val", data_dir=data_dir)
+    pool = data.subset(pool, jax.random.key(seed + 1), min(passes * queries, len(pool)))
+    pool_images = np.asarray(data.to_input_shape(pool.images, net.input_shape))
+    query_images = pool_images[:queries]
+    held = data.load("tinyimagenet", "val", data_dir=data_dir)
+    held = data.subset(held, jax.random.key(seed + 2), min(1000, len(held)))
+    held_images = np.asarray(data.to_input_shape(held.images, net.input_shape))
     test = data.load("fashion_mnist", "test", data_dir=data_dir)
     test = victim_mod.prepare(test, net.input_shape)
-    victim = oracle.Oracle(net, variables, thresholds, budget=5 * len(query_images))
-    print(f"[demo] stealing with {len(query_images)} TinyImageNet queries (fastest of 5 timed passes each)")
-    config = steal.StealConfig(arch="vgg16", width=0.25, epochs=epochs, batch_size=64, passes=5, seed=seed)
+    budget = passes * len(query_images)
+    victim = oracle.Oracle(net, variables, thresholds, budget=budget)
+    print(
+        f"[demo] stealing with {len(query_images)} TinyImageNet queries (fastest of {passes} timed passes "
+        f"each; budget {budget} queries)"
+    )
+    config = steal.StealConfig(
+        arch="vgg16", width=0.25, epochs=epochs, batch_size=64, passes=passes, seed=seed
+    )
     ours = steal.steal(victim, query_images, config, workdir=None)
     k = ours.net.num_exits
-    knockoff_oracle = oracle.Oracle(net, variables, thresholds, budget=len(query_images))
-    knockoff_config = dataclasses.replace(config, use_timing=False, num_exits=k, passes=1)
-    knockoff = steal.steal(knockoff_oracle, query_images, knockoff_config, workdir=None)
+    knockoff_oracle = oracle.Oracle(net, variables, thresholds, budget=budget)
+    knockoff_epochs = max(1, round(epochs * len(query_images) / len(pool_images)))
+    print(f"[demo] KnockoffNets: {len(pool_images)} distinct queries, {knockoff_epochs} epochs, {k} exits")
+    knockoff_config = dataclasses.replace(config, num_exits=k, epochs=knockoff_epochs)
+    knockoff = steal.knockoff(knockoff_oracle, pool_images, knockoff_config, workdir=None)
     true = oracle.true_exits(victim, query_images)
     prediction = metrics.exit_prediction(ours.estimated_exits, true)
-    rows = {"ours": steal.evaluate(victim, ours, test.images, test.labels)}
-    rows["knockoff"] = steal.evaluate(victim, knockoff, test.images, test.labels)
+    rows = {}
+    for name, result in (("ours", ours), ("knockoff", knockoff)):
+        rows[name] = steal.evaluate(victim, result, test.images, test.labels)
+        on_queries = steal.evaluate(victim, result, held_images, np.zeros(len(held_images), np.int32))
+        rows[name]["closeness_queries"] = on_queries["closeness"]
+        rows[name]["exit_agreement_queries"] = on_queries["exit_agreement"]
     _plot_runtimes(ours.runtimes, true, ours.boundaries, out_dir / "runtimes.png")
     return {
         "queries": len(query_images),
+        "budget": budget,
+        "knockoff_queries": len(pool_images),
+        "held_out_queries": len(held_images),
         "timing": ours.timing,
         "passes": ours.passes,
         "estimated_exits": k,
         "victim_exits": net.num_exits,
+        "true_exit_histogram": np.bincount(true, minlength=net.num_exits).tolist(),
         "exit_prediction": {key: prediction[key] for key in ("accuracy", "balanced_accuracy", "confusion")},
         "table": rows,
         "figure": str(out_dir / "runtimes.png"),

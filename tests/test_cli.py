@@ -12,7 +12,11 @@ def test_demo_on_tiny_data(tmp_path, cache_dir, capsys):
     data_dir = tmp_path / "data"
     write_image_folder(data_dir / "cifar10-jpeg75", {"test": {"cat": 5, "dog": 5}}, size=(32, 32))
     write_fashion_mnist(data_dir / "fashion-mnist", n_train=48, n_test=9)
-    write_image_folder(data_dir / "tinyimagenet200-20k", {"val": {"n1": 24, "n2": 24}}, size=(64, 64))
+    write_image_folder(
+        data_dir / "tinyimagenet200-20k",
+        {"train": {"n1": 40, "n2": 40}, "val": {"n1": 8, "n2": 8}},
+        size=(64, 64),
+    )
     out = tmp_path / "out"
     argv = [
         "demo",
@@ -47,6 +51,10 @@ def test_demo_on_tiny_data(tmp_path, cache_dir, capsys):
         assert "single exit" in attack["error"]
     else:
         assert set(attack["table"]) == {"ours", "knockoff"} and (out / "runtimes.png").exists()
+        assert (
+            attack["budget"] == 200 and attack["knockoff_queries"] == 80 and attack["held_out_queries"] == 16
+        )
+        assert 0 <= attack["table"]["ours"]["closeness_queries"] <= 1 and "CLO q." in printed
         assert 0 <= attack["exit_prediction"]["balanced_accuracy"] <= 1
     mean = np.array(summary["datasets"]["cifar10/test"]["channel_mean"])
     assert np.all((mean > 0.3) & (mean < 0.7))  # uniform random pixels average 0.5
