@@ -1,0 +1,111 @@
+"""The notebooks run end to end at tiny size, on a tiny generated data folder and a simulated clock
+(so they need neither the shared archives nor a quiet machine).
+
+Each notebook's first code cell is tagged `parameters`; the test inserts a cell after it that sets
+tiny values (as papermill does) and executes the notebook in a fresh kernel with nbclient.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import nbclient
+import nbformat
+import numpy as np
+from PIL import Image
+
+from tests.data.makers import write_fashion_mnist
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def _with_parameters(nb, values: dict):
+    """Insert a cell setting `values` right after the cell tagged `parameters`."""
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "a notebook needs exactly one cell tagged 'parameters'"
+    source = "\n".join(f"{name} = {value!r}" for name, value in values.items())
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    nb.cells.insert(tagged[0] + 1, cell)
+    return nb
+
+
+def write_queries(folder: Path, per_class: int, seed: int = 1):
+    """A TinyImageNet-like folder (val/<class>/) of 32x32 grayscale images drawn like the fake
+    FashionMNIST images (uniform noise, 28x28 padded to 32x32): the queries then follow the victim's
+    own image statistics, so a barely trained victim's "spread" thresholds spread them over the exits."""
+    rng = np.random.default_rng(seed)
+    for cls in ("n0", "n1"):
+        target = folder / "val" / cls
+        target.mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.pad(rng.integers(0, 256, (28, 28), dtype=np.uint8), 2)
+            Image.fromarray(pixels, "L").save(target / f"{i:04d}.png")
+
+
+def _kernel_env() -> dict:
+    """The test session's environment (private decode cache) minus its fake-device XLA flag: the kernel
+    runs on one CPU device, as a user's notebook does. At tiny size compiling dominates, so XLA skips its
+    backend optimizations (about a third less time)."""
+    env = dict(os.environ)
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
+    env["XLA_FLAGS"] = " ".join([*flags, "--xla_backend_optimization_level=0"])
+    env["JAX_PLATFORMS"] = "cpu"
+    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    return env
+
+
+def _outputs(cell, kind: str):
+    return [o for o in cell.get("outputs", []) if o.get("output_type") == kind]
+
+
+def test_steal_multiexit_notebook(tmp_path):
+    data_dir = tmp_path / "data"
+    write_fashion_mnist(data_dir / "fashion-mnist", n_train=96, n_test=40)
+    write_queries(data_dir / "tinyimagenet200-20k", per_class=64)
+    out_dir = tmp_path / "out"
+    nb = nbformat.read(NOTEBOOKS / "steal_multiexit.ipynb", as_version=4)
+    tiny = {
+        "DATA_DIR": str(data_dir),
+        "OUT_DIR": str(out_dir),
+        "VICTIM_IMAGES": 64,
+        "VICTIM_EPOCHS": 1,
+        "VICTIM_EXITS": 3,
+        "VICTIM_WIDTH": 0.125,
+        "THRESHOLD": "spread",  # a barely trained victim is never confident: share the exits out
+        "QUERIES": 64,
+        "TIMING": "simulated",
+        "PASSES": 2,
+        "STUDENT_WIDTH": 0.125,
+        "STUDENT_EPOCHS": 1,
+        "TEST_IMAGES": 8,
+        "PROGRESS": False,
+    }
+    nb = _with_parameters(nb, tiny)
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute(env=_kernel_env())  # raises CellExecutionError on the first failing cell
+
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert not [o for c in code for o in _outputs(c, "error")]
+    figures = [o for c in code for o in _outputs(c, "display_data") if "image/png" in o.get("data", {})]
+    assert len(figures) >= 5  # victim exits, runtime density, confusion, confidences, exits taken
+    printed = "".join(o["text"] for c in code for o in _outputs(c, "stream") if o["name"] == "stdout")
+    assert "simulated" in printed
+    table = "".join(o["text"] for o in _outputs(code[-1], "stream") if o["name"] == "stdout")
+    header = table.splitlines()[0]
+    for column in ("ACC", "fidelity", "CLO", "exit agr.", "CC (MFLOPs)"):
+        assert column in header
+    assert [line.split()[0] for line in table.splitlines()[1:4]] == ["victim", "KnockoffNets", "ours"]
+
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["parameters"]["TIMING"] == "simulated" and summary["parameters"]["QUERIES"] == 64
+    assert summary["estimated_exits"] >= 2
+    assert summary["knockoff_queries"] == 2 * 64  # the same budget as distinct images
+    assert set(summary["table"]) == {"victim", "KnockoffNets", "ours"}
+    for row in summary["table"].values():
+        assert all(0 <= row[key] <= 1 for key in ("accuracy", "fidelity", "closeness", "exit_agreement"))
+        assert row["mean_flops"] > 0
+    assert 0 <= summary["exit_prediction"]["balanced_accuracy"] <= 1
+    for result in summary["evaluate"].values():
+        assert sum(result["exit_histogram"]) == 8 and result["timing"] == "simulated"
