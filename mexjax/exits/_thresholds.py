@@ -49,12 +49,12 @@ def sdn_global_threshold(probs, labels, *, max_drop: float = 0.02, candidates=No
     candidates = np.sort(candidates)
     num_exits = probs.shape[0]
 
-    def outcome(q):
+    def outcome(q, probs, labels):  # data as arguments: closed-over arrays would be constant-folded
         acc, exits = policy_outcome(probs, labels, jnp.full((num_exits - 1,), q, jnp.float32))
         share = jnp.mean((exits[:, None] == jnp.arange(num_exits)[None, :]).astype(jnp.float32), axis=0)
         return acc, share
 
-    accs, shares = jax.jit(jax.vmap(outcome))(jnp.asarray(candidates))
+    accs, shares = jax.jit(jax.vmap(outcome, in_axes=(0, None, None)))(jnp.asarray(candidates), probs, labels)
     accs, shares = np.asarray(accs), np.asarray(shares)
     final = float(np.mean(np.asarray(jnp.argmax(probs[-1], -1) == labels)))
     ok = np.nonzero(accs >= final - max_drop)[0]
