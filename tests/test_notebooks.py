@@ -7,6 +7,7 @@ tiny values (as papermill does) and executes the notebook in a fresh kernel with
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import nbclient
@@ -54,11 +55,23 @@ def _kernel_env() -> dict:
     return env
 
 
+def _kernel(root: Path, monkeypatch) -> str:
+    """A kernel spec of this interpreter, found first (JUPYTER_PATH), whatever the user has installed."""
+    spec = root / "kernels" / "mexjax-tests"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "mexjax tests", "language": "python"})
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(root))
+    return spec.name
+
+
 def _outputs(cell, kind: str):
     return [o for o in cell.get("outputs", []) if o.get("output_type") == kind]
 
 
-def test_steal_multiexit_notebook(tmp_path):
+def test_steal_multiexit_notebook(tmp_path, monkeypatch):
     data_dir = tmp_path / "data"
     write_fashion_mnist(data_dir / "fashion-mnist", n_train=96, n_test=40)
     write_queries(data_dir / "tinyimagenet200-20k", per_class=64)
@@ -82,7 +95,10 @@ def test_steal_multiexit_notebook(tmp_path):
     }
     nb = _with_parameters(nb, tiny)
     client = nbclient.NotebookClient(
-        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        nb,
+        timeout=120,
+        kernel_name=_kernel(tmp_path / "jupyter", monkeypatch),
+        resources={"metadata": {"path": str(tmp_path)}},
     )
     client.execute(env=_kernel_env())  # raises CellExecutionError on the first failing cell
 
