@@ -301,8 +301,10 @@ def _exit_prediction(victim_oracle, result) -> dict:
     }
 
 
-def run_timing(setting: Setting, scale_name: str) -> dict:
-    """Table 2's cell: time the queries and read the exits; no student (exit prediction only)."""
+def run_timing(setting: Setting, scale_name: str, save_to: Path | None = None) -> dict:
+    """Table 2's cell: time the queries and read the exits; no student (exit prediction only).
+
+    save_to: an .npz for the runtimes and true exits (to re-analyse the timing without re-measuring)."""
     from mexjax import exits, metrics
 
     scale = SCALES[scale_name]
@@ -314,15 +316,17 @@ def run_timing(setting: Setting, scale_name: str) -> dict:
     started = time.perf_counter()
     answers = victim_oracle.query(images, passes=scale.passes)
     estimated, k = exits.estimate_exits(answers.runtimes)
-    truth = metrics.exit_prediction(estimated, oracle.true_exits(victim_oracle, images))
+    true = oracle.true_exits(victim_oracle, images)
+    truth = metrics.exit_prediction(estimated, true)
+    if save_to is not None:
+        save_to.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(save_to, runtimes=answers.runtimes, true_exits=true, estimated_exits=estimated)
     return {
         "dataset": setting.dataset,
         "victim": setting.arch,
         "victim_exits": setting.net.num_exits,
         "estimated_exits": int(k),
-        "true_exit_histogram": np.bincount(
-            oracle.true_exits(victim_oracle, images), minlength=setting.net.num_exits
-        ).tolist(),
+        "true_exit_histogram": np.bincount(true, minlength=setting.net.num_exits).tolist(),
         "accuracy": truth["accuracy"],
         "balanced_accuracy": truth["balanced_accuracy"],
         "confusion": truth["confusion"],
@@ -380,7 +384,9 @@ def run_table(table: str, args) -> Path:
         setting = settings[skey]
         print(f"[steal] {table}: {key}")
         if table == "table2":
-            record = run_timing(setting, args.scale)
+            saved = Path(args.outputs) / "timing" / args.scale / f"{key.replace('/', '_')}.npz"
+            record = run_timing(setting, args.scale, save_to=saved)
+            record["runtimes_file"] = str(saved)
         else:
             method = cell.get("method", "ours")
             student_exits = None
