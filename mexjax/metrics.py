@@ -69,3 +69,29 @@ def exit_prediction(estimated, true) -> dict:
         "recall_per_exit": [None if np.isnan(r) else float(r) for r in recall],
         "confusion": confusion.tolist(),
     }
+
+
+def efficacy_curve(exits, exit_flops) -> tuple[np.ndarray, np.ndarray]:
+    """The corners of the efficacy curve: (normalized cumulative cost, share of samples exited so far).
+
+    Each exit i costs c_i = FLOPs up to exit i / FLOPs of the whole network; the share of samples that
+    have left rises by exit i's share at c_i. The curve starts at (0, 0) and ends at (1, 1)."""
+    (exits,) = _same_length(exits)
+    flops = np.asarray(exit_flops, np.float64)
+    if flops.ndim != 1 or flops.size < 2 or np.any(np.diff(flops) <= 0) or flops[0] <= 0:
+        raise ValueError(f"exit_flops must be positive and increasing, one per exit (K >= 2); got {flops}")
+    if exits.min() < 0 or exits.max() >= len(flops):
+        raise ValueError(f"exits span {exits.min()}..{exits.max()} but there are {len(flops)} exit costs")
+    cost = flops / flops[-1]
+    share = np.cumsum(np.bincount(exits, minlength=len(flops))) / exits.size
+    x = np.concatenate([[0.0], np.repeat(cost, 2)])
+    y = np.concatenate([[0.0, 0.0], np.repeat(share, 2)[:-1]])
+    return x, y
+
+
+def efficacy(exits, exit_flops) -> float:
+    """Slowdown efficacy: the area under `efficacy_curve` (trapezoid rule on its corners, exact for
+    the step curve). 1 = every sample leaves at a free first exit; 0 = every sample runs the whole
+    network. Equals Σ_i share_i (1 − c_i)."""
+    x, y = efficacy_curve(exits, exit_flops)
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))

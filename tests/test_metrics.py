@@ -41,3 +41,19 @@ def test_metric_input_errors():
         metrics.fidelity(np.zeros(3), np.zeros(4))
     with pytest.raises(ValueError, match="empty"):
         metrics.accuracy(np.zeros(0), np.zeros(0))
+
+
+def test_efficacy_hand_cases():
+    flops = [1, 2, 4]  # normalized costs 0.25, 0.5, 1
+    assert metrics.efficacy(np.array([2, 2, 2]), flops) == 0.0  # everything runs the whole network
+    assert metrics.efficacy(np.array([0, 0]), flops) == pytest.approx(0.75)  # all leave at cost 0.25
+    # half at exit 0, a quarter at 1, a quarter at 2: 0.5 * 0.75 + 0.25 * 0.5 + 0.25 * 0
+    assert metrics.efficacy(np.array([0, 0, 1, 2]), flops) == pytest.approx(0.5)
+    x, y = metrics.efficacy_curve(np.array([0, 0, 1, 2]), flops)
+    assert (x[0], y[0], x[-1], y[-1]) == (0.0, 0.0, 1.0, 1.0)
+    np.testing.assert_allclose(np.unique(y), [0, 0.5, 0.75, 1.0])
+    assert metrics.efficacy(np.array([0]), [1e-9, 1.0]) == pytest.approx(1.0)  # a free first exit
+    with pytest.raises(ValueError, match="increasing"):
+        metrics.efficacy(np.array([0]), [2, 1])
+    with pytest.raises(ValueError, match="exit costs"):
+        metrics.efficacy(np.array([3]), flops)
