@@ -161,16 +161,11 @@ def victim_config(
 
 def load_victim(dataset, arch, num_exits, scale_name, *, outputs: Path, data_dir=None, progress=True):
     """Train (or resume, or load) a victim; returns (net, variables, thresholds, result record)."""
-    scale = SCALES[scale_name]
     out = outputs / "victims" / scale_name / f"{dataset}_{arch}_k{num_exits}"
-    if (out / "result.json").exists() and (out / "model").exists():
-        record = json.loads((out / "result.json").read_text())
-    else:
-        config = victim_config(dataset, arch, num_exits, scale, data_dir)
+    if not (out / "result.json").exists():
         print(f"[steal] training victim {out.name} ({scale_name} scale)")
-        record = victim.train_victim(config, out, progress=progress)
-    net, variables, thresholds, _ = nets.load(out / "model")
-    return net, variables, thresholds, record
+    config = victim_config(dataset, arch, num_exits, SCALES[scale_name], data_dir)
+    return victim.load_or_train(config, out, progress=progress)
 
 
 @dataclasses.dataclass

@@ -160,6 +160,23 @@ def train_victim(config: VictimConfig, out_dir: str | os.PathLike, *, progress: 
     return result
 
 
+def load_or_train(config: VictimConfig, out_dir: str | os.PathLike, *, progress: bool = True):
+    """The victim saved in out_dir (trained there before), or train it now (resuming a cut run).
+
+    Returns (net, variables, thresholds, result record)."""
+    out_dir = Path(out_dir)
+    if (out_dir / "result.json").exists() and (out_dir / "model").exists():
+        record = json.loads((out_dir / "result.json").read_text())
+        if record["config"] != json.loads(json.dumps(dataclasses.asdict(config))):
+            raise ValueError(
+                f"{out_dir} holds a victim trained with another config; use another folder or delete it"
+            )
+    else:
+        record = train_victim(config, out_dir, progress=progress)
+    net, variables, thresholds, _ = nets.load(out_dir / "model")
+    return net, variables, thresholds, record
+
+
 def machine_description() -> str:
     devices = jax.devices()
     kind = devices[0].device_kind if devices else "?"

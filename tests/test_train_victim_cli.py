@@ -1,8 +1,10 @@
 """`python -m mexjax train-victim` end to end on a tiny image folder."""
 
+import dataclasses
 import json
 
 import numpy as np
+import pytest
 
 from mexjax import cli, nets
 from tests.data.makers import write_image_folder
@@ -49,3 +51,14 @@ def test_train_victim_with_given_thresholds(tmp_path, cache_dir):
     result = json.loads((out / "result.json").read_text())
     assert result["thresholds"] == [0.0, 1.0] and result["thresholds_how"] == "given per exit"
     assert result["test"]["exit_histogram"] == [8, 0, 0]  # threshold 0 at exit 1: everything leaves there
+
+
+def test_load_or_train_refuses_a_folder_of_another_victim(tmp_path):
+    from mexjax import victim
+
+    saved = victim.VictimConfig(arch="vgg16", dataset="fashion_mnist", num_exits=3, width=0.125, epochs=1)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "result.json").write_text(json.dumps({"config": dataclasses.asdict(saved)}))
+    other = dataclasses.replace(saved, epochs=2)
+    with pytest.raises(ValueError, match="another config"):
+        victim.load_or_train(other, tmp_path)
