@@ -1,0 +1,237 @@
+"""The efficiency-robustness SoK's table: DeepSloth against SDN victims on CIFAR-10, and defenses.
+
+    .venv/bin/python experiments/slowdown.py --scale cpu            # ResNet56 and VGG16 SDN victims
+    .venv/bin/python experiments/slowdown.py --scale paper          # full victims, full test set (GPU)
+
+For each victim: clean accuracy (under its thresholds, real early exit) and efficacy; under DeepSloth
+L∞ (ε = 8/255, 30 steps), L2 and universal (white box); the L∞-attacked images after each input defense
+(JPEG 90 and 75, non-local-means smoothing), and the defenses' cost on clean images; the RBF-SVM
+detector on the victim's per-exit outputs (trained on one half of the test images, scored on the other).
+Each finished row is appended to experiments/results/slowdown_sok_<scale>.jsonl (rerunning skips it;
+adversarial images are cached under outputs/) and the Markdown beside it is rewritten with the SoK's
+ResNet56 numbers in the next columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from mexjax import data, defenses, metrics, nets, train, victim
+from mexjax.attacks import slowdown
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCHS = ("resnet56", "vgg16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    victim_images: int | None
+    victim_epochs: int
+    victim_lr: float | None
+    width: float
+    num_exits: int
+    test_images: int | None
+    linf_steps: int
+    l2_eps: float
+    l2_steps: int
+    universal_images: int
+    universal_epochs: int
+
+
+SCALES = {
+    "tiny": Scale(512, 1, 0.03, 0.125, 3, 64, 3, 1.0, 3, 64, 1),
+    "cpu": Scale(20000, 6, 0.03, 0.25, 6, 1000, 30, 1.0, 50, 2000, 5),
+    "paper": Scale(None, 100, None, 1.0, 7, None, 30, 1.0, 550, 10000, 20),
+}
+# The SoK's ResNet56 SDN on CIFAR-10 (accuracy %, efficacy); detection accuracy %, AUC; adaptive: detected %.
+PAPER = {
+    "clean": (77.99, 0.54),
+    "linf": (19.85, 0.01),
+    "linf+jpeg90": (52.19, 0.08),
+    "linf+smooth": (57.13, 0.33),
+    "detection": (84.2, 0.92),
+}
+ROWS = ("clean", "linf", "l2", "universal", "linf+jpeg90", "linf+jpeg75", "linf+smooth", "clean+jpeg90",
+        "clean+jpeg75", "clean+smooth", "detection")  # fmt: skip
+
+
+def victim_config(arch: str, scale: Scale, data_dir=None) -> victim.VictimConfig:
+    return victim.VictimConfig(
+        arch=arch,
+        dataset="cifar10",
+        num_exits=scale.num_exits,
+        width=scale.width,
+        epochs=scale.victim_epochs,
+        batch_size=128 if (scale.victim_images or 10**9) >= 1280 else 32,
+        learning_rate=scale.victim_lr,
+        milestones=(0.75,) if scale.victim_lr is not None else None,
+        held_out=5000 if scale.victim_images is None else max(64, scale.victim_images // 10),
+        train_subset=scale.victim_images,
+        data_dir=data_dir,
+    )
+
+
+def read_records(path: Path) -> list[dict]:
+    records = []
+    for number, line in enumerate(path.read_text().splitlines() if path.exists() else [], 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            print(f"[slowdown] ignoring unreadable line {number} of {path}: {err}", file=sys.stderr)
+    return records
+
+
+def _cached(path: Path, make):
+    if path.exists():
+        return np.load(path)
+    value = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, value)
+    return value
+
+
+def _outcome(net, variables, thresholds, images, labels) -> dict:
+    exit_ids, probs = net.runner(tile=8, buckets=(8, 32, 128, 512)).early_exit_batched(
+        variables, images, thresholds
+    )
+    flops = nets.exit_flops(net)
+    return {
+        "accuracy": metrics.accuracy(probs.argmax(-1), labels),
+        "efficacy": metrics.efficacy(exit_ids, flops),
+        "flops_ratio": metrics.mean_flops(exit_ids, flops) / flops[-1],
+        "exit_histogram": np.bincount(exit_ids, minlength=net.num_exits).tolist(),
+    }
+
+
+def run_victim(arch: str, args, path: Path) -> None:
+    scale = SCALES[args.scale]
+    done = {r["row"] for r in read_records(path) if r["victim"] == arch}
+    if all(row in done for row in ROWS):
+        print(f"[slowdown] {arch}: all rows done, skipped")
+        return
+    outputs = Path(args.outputs)
+    out = outputs / "victims" / args.scale / f"cifar10_{arch}_k{scale.num_exits}"
+    net, variables, thresholds, record = victim.load_or_train(
+        victim_config(arch, scale, args.data_dir), out, progress=not args.quiet
+    )
+    test = data.load("cifar10", "test", data_dir=args.data_dir)
+    if scale.test_images is not None and scale.test_images < len(test):
+        test = data.subset(test, jax.random.key(7), scale.test_images)
+    train_pool = data.load("cifar10", "train", data_dir=args.data_dir)
+    train_pool = data.subset(train_pool, jax.random.key(8), min(scale.universal_images, len(train_pool)))
+    x = test.images.astype(np.float32) / 255.0
+    cache = outputs / "slowdown" / args.scale / arch
+    progress = not args.quiet
+    adv = {
+        "linf": lambda: _cached(cache / "linf.npy", lambda: slowdown.attack(
+            net, variables, x, slowdown.SlothConfig(steps=scale.linf_steps), progress=progress)),
+        "l2": lambda: _cached(cache / "l2.npy", lambda: slowdown.attack(
+            net, variables, x, slowdown.SlothConfig(norm="l2", eps=scale.l2_eps, step=scale.l2_eps / 10,
+                                                    steps=scale.l2_steps), progress=progress)),
+        "universal": lambda: slowdown.apply_universal(x, _cached(cache / "universal_delta.npy", lambda: (
+            slowdown.universal(net, variables, train_pool.images, epochs=scale.universal_epochs,
+                               progress=progress)))),
+    }  # fmt: skip
+    transforms = {
+        "jpeg90": lambda im: defenses.jpeg(im, 90),
+        "jpeg75": lambda im: defenses.jpeg(im, 75),
+        "smooth": defenses.smooth,
+    }
+    for row in ROWS:
+        if row in done:
+            print(f"[slowdown] {arch}/{row}: done, skipped")
+            continue
+        started = time.perf_counter()
+        if row == "detection":
+            result = _detection(net, variables, x, adv["linf"]())
+        else:
+            source, _, defense = row.partition("+")
+            images = x if source == "clean" else adv[source]()
+            if defense:
+                images = transforms[defense](images)
+            result = _outcome(net, variables, thresholds, images, test.labels)
+        result.update(
+            victim=arch, row=row, scale=args.scale, test_images=len(test), thresholds=record["thresholds"],
+            victim_accuracy_per_exit=record["test"]["accuracy_per_exit"],
+            seconds=round(time.perf_counter() - started, 1), machine=victim.machine_description(),
+            date=time.strftime("%Y-%m-%d"),
+        )  # fmt: skip
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write(json.dumps(result) + "\n")
+        shown = {k: round(result[k], 4) for k in ("accuracy", "efficacy", "auc") if k in result}
+        print(f"[slowdown] {arch}/{row}: {shown}")
+
+
+def _detection(net, variables, clean, attacked) -> dict:
+    """SVM on per-exit outputs; fit on the first half of the test images, report on the second."""
+    half = len(clean) // 2
+    features = [defenses.exit_features(train.predict(net, variables, im)) for im in (clean, attacked)]
+    detector = defenses.fit_detector(features[0][:half], features[1][:half])
+    report = defenses.detection_report(detector, features[0][half:], features[1][half:])
+    report["detector_train_rows"] = 2 * half
+    return report
+
+
+def write_markdown(records: list[dict], scale: str) -> str:
+    machines = sorted({r["machine"] for r in records})
+    lines = [
+        f"# DeepSloth and defenses on CIFAR-10 SDN victims ({scale} scale)",
+        "",
+        f"Written by `experiments/slowdown.py --scale {scale}` from `slowdown_sok_{scale}.jsonl`. Machine: "
+        f"{'; '.join(machines) or '-'}. Accuracy: early-exit accuracy under the victim's thresholds; "
+        "efficacy: area under the exited-share vs normalized-cost curve (1 = all leave at a free first "
+        "exit, 0 = all run the whole net). Attacks are white box; `linf+jpeg90` = the L∞-attacked images "
+        "re-compressed before the victim sees them; `clean+...` = a defense's cost on clean images. "
+        "Detection: accuracy and AUC of the RBF SVM on clean vs L∞-attacked images. Paper: the SoK's "
+        "ResNet56 (its VGG16 numbers are not restated).",
+        "",
+        "| victim | row | accuracy | efficacy | FLOPs vs full | exits (test) | paper accuracy "
+        "| paper efficacy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    order = {row: i for i, row in enumerate(ROWS)}
+    for r in sorted(records, key=lambda r: (r["victim"], order.get(r["row"], 99))):
+        paper = PAPER.get(r["row"], ("", "")) if r["victim"] == "resnet56" else ("", "")
+        if r["row"] == "detection":
+            lines.append(
+                f"| {r['victim']} | detection (acc / AUC) | {100 * r['accuracy']:.1f} | {r['auc']:.3f} "
+                f"| | | {paper[0]} | {paper[1]} (AUC) |"
+            )
+            continue
+        lines.append(
+            f"| {r['victim']} | {r['row']} | {100 * r['accuracy']:.1f} | {r['efficacy']:.3f} "
+            f"| {r['flops_ratio']:.1%} | {r['exit_histogram']} | {paper[0]} | {paper[1]} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
+    parser.add_argument("--results", default=str(ROOT / "experiments" / "results"))
+    parser.add_argument("--outputs", default=str(ROOT / "outputs" / "experiments"))
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    path = Path(args.results) / f"slowdown_sok_{args.scale}.jsonl"
+    for arch in args.archs:
+        run_victim(arch, args, path)
+    markdown = path.with_suffix(".md")
+    markdown.write_text(write_markdown(read_records(path), args.scale))
+    print(markdown.read_text())
+
+
+if __name__ == "__main__":
+    main()
