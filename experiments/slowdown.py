@@ -24,7 +24,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from mexjax import data, defenses, metrics, nets, train, victim
+from mexjax import data, defenses, train, victim
 from mexjax.attacks import slowdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,19 +98,6 @@ def _cached(path: Path, make):
     return value
 
 
-def _outcome(net, variables, thresholds, images, labels) -> dict:
-    exit_ids, probs = net.runner(tile=8, buckets=(8, 32, 128, 512)).early_exit_batched(
-        variables, images, thresholds
-    )
-    flops = nets.exit_flops(net)
-    return {
-        "accuracy": metrics.accuracy(probs.argmax(-1), labels),
-        "efficacy": metrics.efficacy(exit_ids, flops),
-        "flops_ratio": metrics.mean_flops(exit_ids, flops) / flops[-1],
-        "exit_histogram": np.bincount(exit_ids, minlength=net.num_exits).tolist(),
-    }
-
-
 def run_victim(arch: str, args, path: Path) -> None:
     scale = SCALES[args.scale]
     done = {r["row"] for r in read_records(path) if r["victim"] == arch}
@@ -157,7 +144,7 @@ def run_victim(arch: str, args, path: Path) -> None:
             images = x if source == "clean" else adv[source]()
             if defense:
                 images = transforms[defense](images)
-            result = _outcome(net, variables, thresholds, images, test.labels)
+            result = slowdown.outcome(net, variables, thresholds, images, test.labels)
         result.update(
             victim=arch, row=row, scale=args.scale, test_images=len(test), thresholds=record["thresholds"],
             victim_accuracy_per_exit=record["test"]["accuracy_per_exit"],

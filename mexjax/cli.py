@@ -84,6 +84,24 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_slowdown(args) -> int:
+    from mexjax.attacks import slowdown
+
+    result = slowdown.run(
+        args.checkpoint, args.dataset, args.out, split=args.split, images=args.images, norm=args.norm,
+        eps=args.eps, step=args.step, steps=args.steps, defense=args.defense, data_dir=args.data_dir,
+        seed=args.seed, progress=not args.quiet,
+    )  # fmt: skip
+    print(f"{'':<10}{'accuracy':>10}{'efficacy':>10}{'FLOPs':>8}  exits")
+    for name in ("clean", "attacked"):
+        o = result[name]
+        row = f"{name:<10}{o['accuracy']:>10.4f}{o['efficacy']:>10.3f}{o['flops_ratio']:>8.1%}"
+        print(f"{row}  {o['exit_histogram']}")
+    print(f"DeepSloth {args.norm} in {result['attack']['seconds']} s; defense: {args.defense}")
+    print(f"result: {Path(args.out) / 'result.json'}; figure: {Path(args.out) / 'efficacy.png'}")
+    return 0
+
+
 def _cmd_train_victim(args) -> int:
     from mexjax import victim
 
@@ -170,6 +188,28 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--out", required=True, help="output folder (a rerun resumes its training)")
     tv.add_argument("--quiet", action="store_true", help="no progress bars")
     tv.set_defaults(func=_cmd_train_victim)
+
+    sd = commands.add_parser(
+        "slowdown",
+        help="DeepSloth against a saved multi-exit victim: accuracy and efficacy before and after",
+        description="Attack test images of a saved victim (white box; pass a stolen or other surrogate "
+        "model as --checkpoint and evaluate its images on the victim for a black-box attack). Writes "
+        "OUT/result.json, OUT/adversarial.npy (float32 in [0, 1]) and OUT/efficacy.png.",
+    )
+    sd.add_argument("--checkpoint", required=True, help="a model saved by train-victim (its model/ folder)")
+    sd.add_argument("--dataset", default="cifar10")
+    sd.add_argument("--split", default="test")
+    sd.add_argument("--images", type=int, default=1000, help="test images to attack")
+    sd.add_argument("--norm", default="linf", choices=["linf", "l2", "universal"])
+    sd.add_argument("--eps", type=float, default=8 / 255, help="perturbation bound (default 8/255)")
+    sd.add_argument("--step", type=float, default=2 / 255, help="step size (default 2/255)")
+    sd.add_argument("--steps", type=int, default=30, help="PGD steps (universal: epochs)")
+    sd.add_argument("--defense", default="none", choices=["none", "jpeg90", "jpeg75", "smooth"])
+    sd.add_argument("--out", default="outputs/slowdown")
+    sd.add_argument("--data-dir", default=None)
+    sd.add_argument("--seed", type=int, default=0)
+    sd.add_argument("--quiet", action="store_true", help="no progress bars")
+    sd.set_defaults(func=_cmd_slowdown)
 
     info = commands.add_parser("data", help="load datasets (decoding and caching them) and describe them")
     info.add_argument("names", nargs="*", help="dataset names (default: all known)")

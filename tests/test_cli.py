@@ -64,3 +64,28 @@ def test_data_command_reports_missing(tmp_path, capsys):
     assert cli.main(["data", "svhn", "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "svhn/train: not available" in out and "svhn/extra" in out
+
+
+def test_slowdown_command(tmp_path, cache_dir, capsys):
+    import jax
+
+    from mexjax import exits, nets
+
+    folder = tmp_path / "toy"
+    write_image_folder(folder, {"test": {"a": 12, "b": 12}}, size=(32, 32))
+    net = nets.build("vgg16", num_classes=2, num_exits=3, width=0.125)
+    variables = net.init(jax.random.key(0))
+    images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    conf = np.asarray(exits.confidence(net.runner().all_exits(variables, images)))
+    thresholds = [float(np.quantile(conf[0], 0.5)), float(np.quantile(conf[1], 0.5))]
+    nets.save(tmp_path / "model", net, variables, thresholds=thresholds)
+    out = tmp_path / "sd"
+    argv = ["slowdown", "--checkpoint", str(tmp_path / "model"), "--dataset", str(folder), "--images", "24",
+            "--steps", "8", "--out", str(out), "--quiet"]  # fmt: skip
+    assert cli.main(argv) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["images"] == 24 and np.load(out / "adversarial.npy").shape == (24, 32, 32, 3)
+    assert result["attacked"]["efficacy"] < result["clean"]["efficacy"]
+    assert (out / "efficacy.png").stat().st_size > 1000 and "attacked" in capsys.readouterr().out
+    assert cli.main([*argv, "--defense", "jpeg75", "--norm", "universal", "--steps", "1"]) == 0
+    assert json.loads((out / "result.json").read_text())["defense"] == "jpeg75"

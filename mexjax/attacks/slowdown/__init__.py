@@ -3,6 +3,8 @@
 deepsloth_loss(logits) -> f32[B]                      Σ_{i<K} CE(uniform, softmax_i)
 attack(net, variables, images, SlothConfig) -> images per-sample PGD (L∞ or L2), white box or on a surrogate
 universal(net, variables, images) -> δ                one L∞ perturbation for all inputs; apply_universal
+outcome(net, variables, thresholds, images, labels)   accuracy, efficacy, FLOPs, exits under the thresholds
+run(checkpoint, dataset, out_dir, ...)                what `python -m mexjax slowdown` does
 """
 
 from mexjax.attacks.slowdown._deepsloth import (
@@ -13,5 +15,17 @@ from mexjax.attacks.slowdown._deepsloth import (
     deepsloth_loss,
     universal,
 )
+from mexjax.attacks.slowdown._run import DEFENSES, outcome, plot_efficacy, run
 
-__all__ = ["NORMS", "SlothConfig", "apply_universal", "attack", "deepsloth_loss", "universal"]
+__all__ = [
+    "DEFENSES",
+    "NORMS",
+    "SlothConfig",
+    "apply_universal",
+    "attack",
+    "deepsloth_loss",
+    "outcome",
+    "plot_efficacy",
+    "run",
+    "universal",
+]
