@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -226,6 +227,7 @@ def run_attack(setting: Setting, method: str, scale_name: str, *, student_arch=N
     )
     steps = scale.queries * scale.student_epochs  # example-steps every student trains for
     base_epochs = max(1, round(steps / len(setting.pool)))
+    load = os.getloadavg()[0]  # other work on the machine slows answers unevenly: record it
     started = time.perf_counter()
     if method == "ours":
         result = steal.steal(victim_oracle, setting.pool[: scale.queries], config, progress=progress)
@@ -280,6 +282,8 @@ def run_attack(setting: Setting, method: str, scale_name: str, *, student_arch=N
         "scale": scale_name,
         "machine": victim.machine_description(),
         "date": time.strftime("%Y-%m-%d"),
+        "time": time.strftime("%H:%M UTC", time.gmtime()),
+        "load_before": round(load, 2),
     }
     if method == "ours":
         record["exit_prediction"] = _exit_prediction(victim_oracle, result)
@@ -308,6 +312,7 @@ def run_timing(setting: Setting, scale_name: str, save_to: Path | None = None) -
         setting.net, setting.variables, setting.thresholds, budget=scale.queries * scale.passes, timing=timing
     )
     images = setting.pool[: scale.queries]
+    load = os.getloadavg()[0]
     started = time.perf_counter()
     answers = victim_oracle.query(images, passes=scale.passes)
     estimated, k = exits.estimate_exits(answers.runtimes)
@@ -332,6 +337,8 @@ def run_timing(setting: Setting, scale_name: str, save_to: Path | None = None) -
         "scale": scale_name,
         "machine": victim.machine_description(),
         "date": time.strftime("%Y-%m-%d"),
+        "time": time.strftime("%H:%M UTC", time.gmtime()),
+        "load_before": round(load, 2),
     }
 
 
@@ -363,7 +370,7 @@ def run_table(table: str, args) -> Path:
     settings: dict = {}
     for cell in _cells(table, args):
         key = _key(cell)
-        if key in done:
+        if key in done and not args.rerun:
             print(f"[steal] {table}: {key} done, skipped")
             continue
         k = cell["num_exits"] or scale.num_exits
@@ -400,6 +407,13 @@ def run_table(table: str, args) -> Path:
     return path
 
 
+def _run_label(r: dict) -> str:
+    """When a run was made and how busy the machine was just before (1-minute load average)."""
+    if "time" not in r:
+        return r["date"]
+    return f"{r['date']} {r['time']} ({r['load_before']})"
+
+
 def _pct(x) -> str:
     return "" if x is None else f"{100 * x:.1f}"
 
@@ -428,8 +442,8 @@ def write_table1(records: list[dict], scale: str) -> str:
         "its own thresholds with real early exit. Paper: seed 000, Table 1 (full-size victims).",
         "",
         "| victim | dataset | method | ACC | CLO | CLO q. | exit agr. | CC | budget (distinct x passes) "
-        "| paper ACC | paper CLO | paper CC |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run (load avg) | paper ACC | paper CLO | paper CC |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = {m: i for i, m in enumerate(("victim", *METHODS))}
     rows = sorted(records, key=lambda r: (r["victim"], r["dataset"], order[r["method"]]))
@@ -440,14 +454,14 @@ def write_table1(records: list[dict], scale: str) -> str:
             seen.add((r["victim"], r["dataset"]))
             pv = paper.get("victim", (None,))[0]
             lines.append(f"| {r['victim']} | {r['dataset']} | victim | {_pct(r['victim_accuracy'])} | | | | "
-                         f"1.00 | | {pv if pv else ''} | | |")  # fmt: skip
+                         f"1.00 | | | {pv if pv else ''} | | |")  # fmt: skip
         p = paper.get(r["method"], ("", "", ""))
         lines.append(
             f"| {r['victim']} | {r['dataset']} | {r['method']} | {_pct(r['accuracy'])} "
             f"| {_pct(r['closeness'])} "
             f"| {_pct(r['closeness_queries'])} | {_pct(r['exit_agreement'])} | {r['cc_ratio']:.2f} "
-            f"| {r['queries_used']} ({r['distinct_queries']} x {r['passes']}) | {p[0]} | {p[1]} | "
-            f"{p[2]} |"
+            f"| {r['queries_used']} ({r['distinct_queries']} x {r['passes']}) | {_run_label(r)} "
+            f"| {p[0]} | {p[1]} | {p[2]} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -459,15 +473,15 @@ def write_table2(records: list[dict], scale: str) -> str:
         "exit the victim really took; balanced = mean of per-exit recalls. Paper: seed 000, Table 2.",
         "",
         "| victim | dataset | exits found / true | accuracy | balanced | queries x passes "
-        "| true exits of the queries | paper |",
-        "|---|---|---|---|---|---|---|---|",
+        "| true exits of the queries | run (load avg) | paper |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(records, key=lambda r: (r["victim"], r["dataset"])):
         paper = PAPER_T2.get(r["victim"], {}).get(r["dataset"], "")
         lines.append(
             f"| {r['victim']} | {r['dataset']} | {r['estimated_exits']} / {r['victim_exits']} "
             f"| {r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} | {r['queries']} x {r['passes']} "
-            f"| {r['true_exit_histogram']} | {paper} |"
+            f"| {r['true_exit_histogram']} | {_run_label(r)} | {paper} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -523,6 +537,9 @@ def main(argv=None) -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--rerun", action="store_true", help="run finished cells again (every run is kept and shown)"
+    )
     args = parser.parse_args(argv)
     if "ours" not in args.methods and args.table == "table1":
         print("[steal] note: without 'ours' the baselines use the victim's true number of exits")
