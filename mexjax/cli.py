@@ -60,7 +60,9 @@ def _cmd_demo(args) -> int:
         print(
             f"attack: {a['queries']} queries, {a['timing']} timing, fastest of {a['passes']}: "
             f"{a['estimated_exits']} exits found (victim has {a['victim_exits']}); exit prediction "
-            f"accuracy {p['accuracy']:.3f}, balanced {p['balanced_accuracy']:.3f}"
+            f"accuracy {p['accuracy']:.3f}, balanced {p['balanced_accuracy']:.3f}; with the humps aligned "
+            f"to the true exits in order {p['aligned_accuracy']:.3f}, "
+            f"balanced {p['aligned_balanced_accuracy']:.3f}"
         )
         print(
             f"same budget ({a['budget']} queries) and training: ours {a['queries']} images x {a['passes']} "

@@ -193,7 +193,17 @@ def _attack_part(out_dir: Path, data_dir, seed: int, queries: int, epochs: int) 
         "estimated_exits": k,
         "victim_exits": net.num_exits,
         "true_exit_histogram": np.bincount(true, minlength=net.num_exits).tolist(),
-        "exit_prediction": {key: prediction[key] for key in ("accuracy", "balanced_accuracy", "confusion")},
+        "exit_prediction": {
+            key: prediction[key]
+            for key in (
+                "accuracy",
+                "balanced_accuracy",
+                "aligned_accuracy",
+                "aligned_balanced_accuracy",
+                "alignment",
+                "confusion",
+            )
+        },
         "table": rows,
         "figure": str(out_dir / "runtimes.png"),
     }

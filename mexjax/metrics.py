@@ -52,8 +52,10 @@ def exit_prediction(estimated, true) -> dict:
     """How well timing analysis predicted each query's exit.
 
     Returns accuracy, balanced accuracy (mean recall over the true exits present, so that a last exit
-    reached by most queries does not hide failures on sparse early exits), per-exit recall and the
-    confusion matrix [true exit, estimated exit] (rectangular when the exit counts differ).
+    reached by most queries does not hide failures on sparse early exits), per-exit recall, the same two
+    after aligning estimated exits to true ones in order (`aligned_*`, `alignment`: one missed exit
+    otherwise counts every later query wrong) and the confusion matrix [true exit, estimated exit]
+    (rectangular when the exit counts differ).
     """
     estimated, true = _same_length(estimated, true)
     if estimated.min() < 0 or true.min() < 0:
@@ -63,12 +65,61 @@ def exit_prediction(estimated, true) -> dict:
     np.add.at(confusion, (true, estimated), 1)
     present = confusion.sum(axis=1) > 0
     recall = np.where(present, np.diag(confusion[:, :k_true]) / np.maximum(confusion.sum(axis=1), 1), np.nan)
+    aligned_accuracy, aligned_balanced, mapping = aligned_exit_scores(confusion)
     return {
         "accuracy": float(np.mean(estimated == true)),
         "balanced_accuracy": float(np.nanmean(recall)),
         "recall_per_exit": [None if np.isnan(r) else float(r) for r in recall],
+        "aligned_accuracy": aligned_accuracy,
+        "aligned_balanced_accuracy": aligned_balanced,
+        "alignment": mapping,
         "confusion": confusion.tolist(),
     }
+
+
+def aligned_exit_scores(confusion) -> tuple[float, float, list[int]]:
+    """(aligned accuracy, aligned balanced accuracy, alignment) from a confusion matrix [true, estimated]
+    as `exit_prediction` returns it (also usable on stored results)."""
+    confusion = np.asarray(confusion, np.int64)
+    used = np.nonzero(confusion.sum(axis=0))[0]
+    k_est = int(used.max()) + 1 if used.size else 1
+    mapping = _monotone_alignment(confusion[:, :k_est])
+    hits = np.zeros(confusion.shape[0], np.int64)
+    for e, t in enumerate(mapping):
+        hits[t] += confusion[t, e]
+    rows = confusion.sum(axis=1)
+    present = rows > 0
+    return (
+        float(hits.sum() / confusion.sum()),
+        float(np.mean(hits[present] / rows[present])),
+        [int(t) for t in mapping],
+    )
+
+
+def _monotone_alignment(confusion: np.ndarray) -> np.ndarray:
+    """The non-decreasing map estimated exit -> true exit that agrees with the most samples.
+
+    Exits are ordered by time, so a missed exit shifts every later estimate by one; aligning the
+    estimated humps to the true exits in order (dynamic programming over the confusion matrix
+    [true, estimated]) scores the grouping itself. Evaluation only: it uses the true exits."""
+    k_true, k_est = confusion.shape
+    best = np.full((k_est + 1, k_true), -1.0)
+    best[0, :] = 0.0
+    choice = np.zeros((k_est, k_true), np.int64)
+    for e in range(k_est):
+        # best[e + 1, t] = max over t' <= t of best[e, t'] + confusion[t, e]
+        running, arg = -1.0, 0
+        for t in range(k_true):
+            if best[e, t] > running:
+                running, arg = best[e, t], t
+            best[e + 1, t] = running + confusion[t, e]
+            choice[e, t] = arg
+    mapping = np.zeros(k_est, np.int64)
+    t = int(np.argmax(best[k_est]))
+    for e in range(k_est - 1, -1, -1):
+        mapping[e] = t
+        t = int(choice[e, t])
+    return mapping
 
 
 def efficacy_curve(exits, exit_flops) -> tuple[np.ndarray, np.ndarray]:

@@ -57,3 +57,20 @@ def test_efficacy_hand_cases():
         metrics.efficacy(np.array([0]), [2, 1])
     with pytest.raises(ValueError, match="exit costs"):
         metrics.efficacy(np.array([3]), flops)
+
+
+def test_aligned_exit_prediction_forgives_only_the_shift_of_a_missed_exit():
+    true = np.array([0] * 50 + [1] * 2 + [2] * 30 + [3] * 40)
+    estimated = np.array([0] * 50 + [0] * 2 + [1] * 30 + [2] * 40)  # exit 1 (2 queries) missed
+    p = metrics.exit_prediction(estimated, true)
+    assert p["accuracy"] == pytest.approx(50 / 122)  # every query after the missed exit is off by one
+    assert p["alignment"] == [0, 2, 3]
+    assert p["aligned_accuracy"] == pytest.approx(120 / 122)
+    assert p["aligned_balanced_accuracy"] == pytest.approx(3 / 4)  # exit 1 is still not recalled
+    merged = np.array([0] * 50 + [0] * 2 + [0] * 30 + [1] * 40)  # exits 0-2 in one hump
+    q = metrics.exit_prediction(merged, true)
+    assert q["alignment"] == [0, 3] and q["aligned_accuracy"] == pytest.approx(90 / 122)
+    perfect = metrics.exit_prediction(true, true)
+    assert perfect["aligned_accuracy"] == perfect["accuracy"] == 1.0 and perfect["alignment"] == [0, 1, 2, 3]
+    split = metrics.exit_prediction(np.array([0, 1, 2, 2]), np.array([0, 0, 1, 1]))  # a hump split in two
+    assert split["alignment"] == [0, 0, 1] and split["aligned_accuracy"] == 1.0
