@@ -465,6 +465,17 @@ def write_table1(records: list[dict], scale: str) -> str:
             f"| {r['queries_used']} ({r['distinct_queries']} x {r['passes']}) | {_run_label(r)} "
             f"| {p[0]} | {p[1]} | {p[2]} |"
         )
+    timed = [r for r in rows if r["method"] == "ours" and "exit_prediction" in r]
+    if timed:
+        lines += ["", "Ours, exits read from the timing (the baselines train a student with as many):", ""]
+    for r in timed:
+        e = r["exit_prediction"]
+        aligned = metrics.aligned_exit_scores(e["confusion"])
+        lines.append(
+            f"- {r['victim']} / {r['dataset']} ({_run_label(r)}): {e['estimated_exits']} of "
+            f"{r['victim_exits']} exits found; exit prediction {e['accuracy']:.3f} (balanced "
+            f"{e['balanced_accuracy']:.3f}), aligned in order {aligned[0]:.3f} (balanced {aligned[1]:.3f})"
+        )
     return "\n".join(lines) + "\n"
 
 
