@@ -67,3 +67,30 @@ def test_bad_input():
     variables = single.init(jax.random.key(0))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         slowdown.attack(single, variables, np.full((2, 32, 32, 3), 2.0, np.float32), progress=False)
+
+
+def test_adaptive_attack_models_the_detector_and_evades_it(victim_setup):
+    from mexjax import defenses, train
+
+    net, variables, _, queries, _ = victim_setup
+    config = slowdown.SlothConfig(steps=10, batch_size=32)
+    clean = queries[:96].astype(np.float32) / 255
+    plain = slowdown.attack(net, variables, clean, config, progress=False)
+    feats = [defenses.exit_features(train.predict(net, variables, im)) for im in (clean, plain)]
+    detector = defenses.fit_detector(feats[0][:64], feats[1][:64])
+    params = slowdown.svm_parameters(detector)
+    np.testing.assert_allclose(
+        np.asarray(slowdown.svm_decision(params, jnp.asarray(feats[1]))), detector.score(feats[1]), atol=1e-3
+    )
+    logits = net.apply(variables, jnp.asarray(clean[:8]))
+    np.testing.assert_allclose(
+        np.asarray(slowdown.exit_features_jax(logits)),
+        defenses.exit_features(np.stack([np.asarray(jax.nn.softmax(z, axis=-1)) for z in logits])),
+        atol=1e-5,
+    )
+    adaptive = slowdown.adaptive_attack(net, variables, clean[64:], detector, config, weight=10.0)
+    adaptive_feats = defenses.exit_features(train.predict(net, variables, adaptive))
+    caught_plain = defenses.detection_report(detector, feats[0][64:], feats[1][64:])["detected_attacks"]
+    caught_adaptive = defenses.detection_report(detector, feats[0][64:], adaptive_feats)["detected_attacks"]
+    assert caught_plain > 0.5 and caught_adaptive < caught_plain - 0.3, (caught_plain, caught_adaptive)
+    assert np.abs(adaptive - clean[64:]).max() <= config.eps + 1e-6

@@ -1,0 +1,98 @@
+"""DeepSloth that adapts to a detector: slow the victim down *and* look clean to the SVM (METHODS §4).
+
+The attacker knows the fitted detector (white box): its standardization and RBF SVM decision function
+are rewritten in jax.numpy, so PGD can descend DeepSloth's loss plus a hinge on the decision value.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mexjax.attacks.slowdown._deepsloth import SlothConfig, _check, _descent, _project, deepsloth_loss
+from mexjax.defenses import Detector
+from mexjax.nets import MultiExitNet
+
+
+def svm_parameters(detector: Detector) -> dict:
+    """The fitted scaler + RBF SVC as arrays: decision(f) = Σ_i c_i exp(-γ‖z(f) − s_i‖²) + b."""
+    scaler, svc = detector.model[0], detector.model[-1]
+    if getattr(svc, "kernel", None) != "rbf":
+        raise ValueError("the adaptive attack models an RBF SVM detector (defenses.fit_detector)")
+    return {
+        "mean": jnp.asarray(scaler.mean_, jnp.float32),
+        "scale": jnp.asarray(scaler.scale_, jnp.float32),
+        "support": jnp.asarray(svc.support_vectors_, jnp.float32),
+        "coef": jnp.asarray(svc.dual_coef_[0], jnp.float32),
+        "bias": jnp.asarray(svc.intercept_[0], jnp.float32),
+        "gamma": jnp.asarray(svc._gamma, jnp.float32),
+    }
+
+
+def svm_decision(params: dict, features: jax.Array) -> jax.Array:
+    """The detector's decision value (> 0 reads as attacked) for feature rows f32[N, F]."""
+    z = (features - params["mean"][None, :]) / params["scale"][None, :]
+    d2 = jnp.sum((z[:, None, :] - params["support"][None]) ** 2, axis=-1)
+    return jnp.exp(-params["gamma"] * d2) @ params["coef"] + params["bias"]
+
+
+def exit_features_jax(logits) -> jax.Array:
+    """`defenses.exit_features` in jax.numpy, from the exits' logits: [N, 2K]."""
+    probs = [jax.nn.softmax(z.astype(jnp.float32), axis=-1) for z in logits]
+    top = jnp.stack([p.max(-1) for p in probs], axis=1)
+    c = probs[0].shape[-1]
+    entropy = jnp.stack(
+        [-jnp.sum(p * jnp.log(jnp.clip(p, 1e-12, 1.0)), axis=-1) / jnp.log(jnp.float32(c)) for p in probs],
+        axis=1,
+    )
+    return jnp.concatenate([top, entropy], axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=("net", "norm", "steps"))
+def _adaptive_chunk(net, variables, x, params, eps, step, weight, margin, *, norm, steps):
+    def loss(xx):
+        logits = net.apply(variables, xx)
+        hinge = jax.nn.relu(svm_decision(params, exit_features_jax(logits)) + margin)
+        return jnp.sum(deepsloth_loss(logits) + weight * hinge)
+
+    grad_fn = jax.grad(loss)
+
+    def body(_, delta):
+        g = grad_fn(jnp.clip(x + delta, 0.0, 1.0))
+        delta = _project(delta - step * _descent(g, norm), eps, norm)
+        return jnp.clip(x + delta, 0.0, 1.0) - x
+
+    delta = jax.lax.fori_loop(0, steps, body, jnp.zeros_like(x))
+    return jnp.clip(x + delta, 0.0, 1.0)
+
+
+def adaptive_attack(
+    net: MultiExitNet,
+    variables,
+    images,
+    detector: Detector,
+    config: SlothConfig | None = None,
+    *,
+    weight: float = 1.0,
+    margin: float = 0.5,
+) -> np.ndarray:
+    """DeepSloth PGD with `weight` x max(0, detector decision + margin) added to the loss."""
+    config = config or SlothConfig()
+    if weight < 0:
+        raise ValueError(f"weight must be >= 0; got {weight}")
+    x = _check(net, images)
+    params = svm_parameters(detector)
+    size = min(config.batch_size, len(x))
+    out = np.empty_like(x)
+    for start in range(0, len(x), size):
+        part = x[start : start + size]
+        padded = np.concatenate([part, np.zeros((size - len(part), *x.shape[1:]), x.dtype)])
+        adv = _adaptive_chunk(
+            net, variables, jnp.asarray(padded), params, jnp.float32(config.eps), jnp.float32(config.step),
+            jnp.float32(weight), jnp.float32(margin), norm=config.norm, steps=config.steps,
+        )  # fmt: skip
+        out[start : start + len(part)] = np.asarray(adv)[: len(part)]
+    return out
