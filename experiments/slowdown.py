@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import numpy as np
 
 from mexjax import data, defenses, train, victim
 from mexjax.attacks import slowdown
+from mexjax.results import append_record, read_records
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ("resnet56", "vgg16")
@@ -78,16 +77,6 @@ def victim_config(arch: str, scale: Scale, data_dir=None) -> victim.VictimConfig
         train_subset=scale.victim_images,
         data_dir=data_dir,
     )
-
-
-def read_records(path: Path) -> list[dict]:
-    records = []
-    for number, line in enumerate(path.read_text().splitlines() if path.exists() else [], 1):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            print(f"[slowdown] ignoring unreadable line {number} of {path}: {err}", file=sys.stderr)
-    return records
 
 
 def _cached(path: Path, make):
@@ -154,9 +143,7 @@ def run_victim(arch: str, args, path: Path) -> None:
             seconds=round(time.perf_counter() - started, 1), machine=victim.machine_description(),
             date=time.strftime("%Y-%m-%d"),
         )  # fmt: skip
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as f:
-            f.write(json.dumps(result) + "\n")
+        append_record(path, result)
         shown = {k: round(result[k], 4) for k in ("accuracy", "efficacy", "auc") if k in result}
         print(f"[slowdown] {arch}/{row}: {shown}")
 

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -35,6 +33,7 @@ import numpy as np
 
 from mexjax import data, metrics, nets, oracle, victim
 from mexjax.attacks import steal
+from mexjax.results import append_record, read_records
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ("vgg16", "resnet56", "mobilenet")
@@ -118,24 +117,6 @@ PAPER_EXITS = (
 
 def results_path(results_dir: Path, table: str, scale: str) -> Path:
     return results_dir / f"steal_{table}_{scale}.jsonl"
-
-
-def read_records(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as err:  # a line cut by an interruption: say so, keep the rest
-            print(f"[steal] ignoring unreadable line {number} of {path}: {err}", file=sys.stderr)
-    return records
-
-
-def append_record(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
 
 
 # --- victims ------------------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def noise_attack(
     key = jax.random.fold_in(jax.random.key(config.seed), 0x0015E)
     queries = data.noise_images(key, num_queries, victim.input_shape, kind=kind, mean=mean, std=std)
     result = steal(victim, queries, config, workdir=workdir, progress=progress)
-    return dataclasses.replace(result, method="noise", query_images=queries[: result.answered])
+    return dataclasses.replace(result, method="noise")
 
 
 @dataclasses.dataclass(frozen=True)
