@@ -210,17 +210,15 @@ def _attack_part(out_dir: Path, data_dir, seed: int, queries: int, epochs: int) 
 
 
 def _plot_runtimes(runtimes, true, bounds, path: Path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a saved file must not change a notebook's backend
 
     from mexjax import exits
 
     t = np.asarray(runtimes) * 1e3
     grid = np.linspace(t.min() * 0.95, np.percentile(t, 99.5) * 1.1, 600)
     density = np.asarray(exits.kde(np.log(t), np.log(grid), "silverman")) / grid
-    fig, ax = plt.subplots(figsize=(8, 3.4))
+    fig = Figure(figsize=(8, 3.4))
+    ax = fig.subplots()
     bins = np.linspace(grid[0], grid[-1], 120)
     for e in range(int(true.max()) + 1):
         ax.hist(t[true == e], bins=bins, alpha=0.5, label=f"true exit {e + 1}", density=False)
@@ -234,17 +232,14 @@ def _plot_runtimes(runtimes, true, bounds, path: Path):
     ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _plot_rows(rows, path: Path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a saved file must not change a notebook's backend
 
     cols = max(len(images) for _, images in rows)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(cols * 1.1, len(rows) * 1.25), squeeze=False)
+    fig = Figure(figsize=(cols * 1.1, len(rows) * 1.25))
+    axes = fig.subplots(len(rows), cols, squeeze=False)
     for r, (title, images) in enumerate(rows):
         for c in range(cols):
             ax = axes[r, c]
@@ -254,4 +249,3 @@ def _plot_rows(rows, path: Path):
         axes[r, 0].set_title(title, loc="left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -186,14 +186,12 @@ def machine_description() -> str:
 
 
 def plot_exit_histogram(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a saved file must not change a notebook's backend
 
     test = result["test"]
     k = len(test["exit_histogram"])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig = Figure(figsize=(9, 3.2))
+    left, right = fig.subplots(1, 2)
     left.bar(range(1, k + 1), test["exit_histogram"], color="tab:blue")
     left.set(
         xlabel="exit", ylabel="test samples", title=f"exits at thresholds {result['thresholds'][0]:.2f}…"
@@ -204,4 +202,3 @@ def plot_exit_histogram(result: dict, path: Path) -> None:
     right.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -15,7 +15,7 @@ import nbformat
 import numpy as np
 from PIL import Image
 
-from tests.data.makers import write_fashion_mnist
+from tests.data.makers import write_fashion_mnist, write_image_folder
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -67,6 +67,22 @@ def _kernel(root: Path, monkeypatch) -> str:
     return spec.name
 
 
+def _execute(nb, tmp_path: Path, monkeypatch):
+    """Run `nb` in place in a fresh kernel (CellExecutionError on the first failing cell); returns its
+    code cells and the PNG figures they displayed."""
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name=_kernel(tmp_path / "jupyter", monkeypatch),
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute(env=_kernel_env())
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert not [o for c in code for o in _outputs(c, "error")]
+    figures = [o for c in code for o in _outputs(c, "display_data") if "image/png" in o.get("data", {})]
+    return code, figures
+
+
 def _outputs(cell, kind: str):
     return [o for o in cell.get("outputs", []) if o.get("output_type") == kind]
 
@@ -93,18 +109,7 @@ def test_steal_multiexit_notebook(tmp_path, monkeypatch):
         "TEST_IMAGES": 8,
         "PROGRESS": False,
     }
-    nb = _with_parameters(nb, tiny)
-    client = nbclient.NotebookClient(
-        nb,
-        timeout=120,
-        kernel_name=_kernel(tmp_path / "jupyter", monkeypatch),
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
-    client.execute(env=_kernel_env())  # raises CellExecutionError on the first failing cell
-
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert not [o for c in code for o in _outputs(c, "error")]
-    figures = [o for c in code for o in _outputs(c, "display_data") if "image/png" in o.get("data", {})]
+    code, figures = _execute(_with_parameters(nb, tiny), tmp_path, monkeypatch)
     assert len(figures) >= 5  # victim exits, runtime density, confusion, confidences, exits taken
     printed = "".join(o["text"] for c in code for o in _outputs(c, "stream") if o["name"] == "stdout")
     assert "simulated" in printed
@@ -125,3 +130,40 @@ def test_steal_multiexit_notebook(tmp_path, monkeypatch):
     assert 0 <= summary["exit_prediction"]["balanced_accuracy"] <= 1
     for result in summary["evaluate"].values():
         assert sum(result["exit_histogram"]) == 8 and result["timing"] == "simulated"
+
+
+def test_slowdown_notebook(tmp_path, monkeypatch):
+    data_dir = tmp_path / "data"
+    classes = {"a": 40, "b": 40}
+    write_image_folder(data_dir / "cifar10-jpeg75", {"train": classes, "test": classes}, size=(32, 32))
+    out_dir = tmp_path / "out"
+    nb = nbformat.read(NOTEBOOKS / "slowdown.ipynb", as_version=4)
+    tiny = {
+        "DATA_DIR": str(data_dir),
+        "OUT_DIR": str(out_dir),
+        "VICTIM_IMAGES": 64,
+        "VICTIM_EPOCHS": 1,
+        "VICTIM_EXITS": 3,
+        "VICTIM_WIDTH": 0.125,
+        "TEST_IMAGES": 16,
+        "STEPS": 2,
+        "UNIVERSAL_IMAGES": 32,
+        "UNIVERSAL_EPOCHS": 1,
+        "PROGRESS": False,
+    }
+    code, figures = _execute(_with_parameters(nb, tiny), tmp_path, monkeypatch)
+    assert len(figures) >= 5  # clean, attacks, images, defenses, detector scores
+    table = "".join(o["text"] for o in _outputs(code[-1], "stream") if o["name"] == "stdout")
+    assert [line.split()[0] for line in table.splitlines()[1:3]] == ["clean", "DeepSloth"]
+
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["parameters"]["STEPS"] == 2 and summary["parameters"]["TEST_IMAGES"] == 16
+    outcomes = summary["outcomes"]
+    assert {"clean", "DeepSloth L∞", "DeepSloth L2", "universal", "L∞ + JPEG 90", "clean + smoothing"} <= set(
+        outcomes
+    )
+    for name, o in outcomes.items():
+        assert 0 <= o["accuracy"] <= 1 and 0 <= o["efficacy"] <= 1
+        assert sum(o["exit_histogram"]) == (8 if name.startswith("adaptive") else 16)
+    assert 0 <= summary["detection"]["auc"] <= 1
+    assert 0 <= summary["adaptive_detection"]["detected_attacks"] <= 1

@@ -6,6 +6,7 @@ universal(net, variables, images) -> δ                one L∞ perturbation for
 adaptive_attack(net, variables, images, detector)   DeepSloth that also keeps the SVM detector quiet
 outcome(net, variables, thresholds, images, labels)   accuracy, efficacy, FLOPs, exits under the thresholds
 run(checkpoint, dataset, out_dir, ...)                what `python -m mexjax slowdown` does
+efficacy_figure(outcomes) / plot_efficacy(outcomes, path)   efficacy curves + exit histograms
 """
 
 from mexjax.attacks.slowdown._adaptive import adaptive_attack, exit_features_jax, svm_decision, svm_parameters
@@ -17,7 +18,7 @@ from mexjax.attacks.slowdown._deepsloth import (
     deepsloth_loss,
     universal,
 )
-from mexjax.attacks.slowdown._run import DEFENSES, outcome, plot_efficacy, run
+from mexjax.attacks.slowdown._run import DEFENSES, efficacy_figure, outcome, plot_efficacy, run
 
 __all__ = [
     "DEFENSES",
@@ -27,6 +28,7 @@ __all__ = [
     "apply_universal",
     "attack",
     "deepsloth_loss",
+    "efficacy_figure",
     "exit_features_jax",
     "outcome",
     "plot_efficacy",

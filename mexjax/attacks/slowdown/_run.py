@@ -79,14 +79,18 @@ def run(checkpoint, dataset: str, out_dir, *, split="test", images=1000, norm="l
     return result
 
 
-def plot_efficacy(outcomes: dict, path) -> None:
-    """Efficacy curves and exit histograms side by side, one colour per outcome."""
-    import matplotlib
+def efficacy_figure(outcomes: dict, *, pyplot: bool = True):
+    """Efficacy curves and exit histograms side by side, one colour per outcome. pyplot=True makes a
+    pyplot figure (shown inline in a notebook); False a bare Figure for saving (no backend involved)."""
+    if pyplot:
+        import matplotlib.pyplot as plt
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        fig = plt.figure(figsize=(9, 3.4))
+    else:
+        from matplotlib.figure import Figure
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+        fig = Figure(figsize=(9, 3.4))
+    left, right = fig.subplots(1, 2)
     width = 0.8 / max(len(outcomes), 1)
     for i, (name, o) in enumerate(outcomes.items()):
         x, y = o["curve"]
@@ -100,5 +104,9 @@ def plot_efficacy(outcomes: dict, path) -> None:
     left.legend(fontsize=8)
     right.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def plot_efficacy(outcomes: dict, path) -> None:
+    """Save `efficacy_figure(outcomes, pyplot=False)` as an image at `path`."""
+    efficacy_figure(outcomes, pyplot=False).savefig(path, dpi=110)
