@@ -7,9 +7,11 @@ Run it in its own environment:
 
     python3 -m venv .venv-torch && .venv-torch/bin/pip install torch==2.13.0 numpy
     .venv-torch/bin/python benchmarks/torch_reference.py [--archs ...] [--widths 1.0 0.25] [--batch 128]
+    .venv-torch/bin/python benchmarks/torch_reference.py --deepsloth --archs resnet56 vgg16 --batch 64
 
 Measures what benchmarks/bench_nets.py measures (train img/s, eval img/s of all exits, batch-1 latency
-to the first and the last exit) and writes benchmarks/results/torch-<host>-<date>.json.
+to the first and the last exit) and writes benchmarks/results/torch-<host>-<date>.json; with
+--deepsloth, what benchmarks/bench_slowdown.py measures (30-step L∞ DeepSloth PGD, images/s).
 """
 
 from __future__ import annotations
@@ -205,6 +207,33 @@ def bench(arch, width, batch, steps):
     }  # fmt: skip
 
 
+def deepsloth(arch, width, batch, steps, repeats):
+    """DeepSloth L∞ PGD (ε = 8/255, step 2/255) on a random-weight SDN in eval mode: images/s."""
+    torch.manual_seed(0)
+    model = SDN(arch, width).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.rand(batch, 3, 32, 32)
+    eps, step = 8 / 255, 2 / 255
+
+    def attack():
+        delta = torch.zeros_like(x)
+        for _ in range(steps):
+            delta.requires_grad_(True)
+            outs = model((x + delta).clamp(0, 1))
+            loss = sum(-F.log_softmax(o, dim=1).mean(dim=1).sum() for o in outs[:-1])  # CE(uniform, .)
+            (grad,) = torch.autograd.grad(loss, delta)
+            with torch.no_grad():
+                delta = (delta - step * grad.sign()).clamp(-eps, eps)
+                delta = (x + delta).clamp(0, 1) - x
+        return (x + delta).clamp(0, 1)
+
+    attack()
+    seconds = timed(attack, repeats)
+    return {"arch": arch, "width": width, "batch": batch, "steps": steps, "img_s": batch / seconds,
+            "seconds": seconds}  # fmt: skip
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--archs", nargs="+", default=["vgg16", "resnet56", "mobilenet"])
@@ -212,17 +241,23 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--deepsloth", action="store_true", help="time 30-step DeepSloth PGD instead")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
     for arch in args.archs:
         for width in args.widths:
-            row = bench(arch, width, args.batch, args.steps)
+            if args.deepsloth:
+                row = deepsloth(arch, width, args.batch, 30, args.repeats)
+            else:
+                row = bench(arch, width, args.batch, args.steps)
             rows.append(row)
             print(json.dumps(row), flush=True)
     machine = f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    out = Path(f"benchmarks/results/torch-{platform.node()}-{datetime.date.today()}.json")
+    kind = "torch-deepsloth" if args.deepsloth else "torch"
+    out = Path(f"benchmarks/results/{kind}-{platform.node()}-{datetime.date.today()}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps({"machine": machine, "date": str(datetime.date.today()), "rows": rows}, indent=1)
