@@ -122,6 +122,36 @@ def _monotone_alignment(confusion: np.ndarray) -> np.ndarray:
     return mapping
 
 
+def best_boundary_accuracy(runtimes, true) -> dict:
+    """The best any boundary rule could do on these runtimes: the accuracy (and balanced accuracy) of
+    the K - 1 time thresholds that, given the true exits, classify the most queries right.
+
+    Every timing estimator that cuts the time axis into ordered intervals (as `exits.estimate_exits`
+    does) scores at most this; when it is itself below a target, the timing noise, not the estimator,
+    is what falls short. Exact, by dynamic programming over the queries sorted by time. Evaluation only.
+    """
+    runtimes, true = np.asarray(runtimes, np.float64), np.asarray(true)
+    if runtimes.ndim != 1 or runtimes.shape != true.shape or runtimes.size == 0:
+        raise ValueError(
+            f"need runtimes and true exits of one equal length; got {runtimes.shape}, {true.shape}"
+        )
+    if not np.isfinite(runtimes).all() or true.min() < 0:
+        raise ValueError("runtimes must be finite and exits 0-based")
+    true = true.astype(np.int64)[np.argsort(runtimes, kind="stable")]
+    k = int(true.max()) + 1
+    counts = np.bincount(true, minlength=k)
+    scores = {}
+    for name, weight in (("accuracy", np.ones(k)), ("balanced_accuracy", 1.0 / np.maximum(counts, 1))):
+        # prefix[e, j]: weight of the first j sorted queries whose true exit is e
+        prefix = np.zeros((k, true.size + 1))
+        prefix[:, 1:] = np.cumsum((true[None, :] == np.arange(k)[:, None]) * weight[:, None], axis=1)
+        best = prefix[0]  # best[j]: the first j queries cut into exits 0..e
+        for e in range(1, k):
+            best = prefix[e] + np.maximum.accumulate(best - prefix[e])
+        scores[name] = float(best[-1] / (true.size if name == "accuracy" else np.count_nonzero(counts)))
+    return scores
+
+
 def efficacy_curve(exits, exit_flops) -> tuple[np.ndarray, np.ndarray]:
     """The corners of the efficacy curve: (normalized cumulative cost, share of samples exited so far).
 

@@ -56,6 +56,7 @@ def test_demo_on_tiny_data(tmp_path, cache_dir, capsys):
         )
         assert 0 <= attack["table"]["ours"]["closeness_queries"] <= 1 and "CLO q." in printed
         assert 0 <= attack["exit_prediction"]["balanced_accuracy"] <= 1
+        assert attack["exit_prediction"]["accuracy"] <= attack["best_boundary"]["accuracy"] <= 1
     mean = np.array(summary["datasets"]["cifar10/test"]["channel_mean"])
     assert np.all((mean > 0.3) & (mean < 0.7))  # uniform random pixels average 0.5
 

@@ -25,6 +25,8 @@ def test_table2_writes_records_and_resumes(dirs, capsys):
     )
     assert 0 <= record["balanced_accuracy"] <= record["accuracy"] + 1 and record["timing"] == "simulated"
     assert sum(record["true_exit_histogram"]) == record["queries"] == 96 and record["passes"] == 2
+    assert record["accuracy"] <= record["best_boundary"]["accuracy"] <= 1  # no boundary rule beats the best
+    assert len(list((root / "outputs" / "timing" / "tiny").glob("*.npz"))) == 1  # the runtimes, kept
     markdown = path.with_suffix(".md").read_text()
     assert "| vgg16 | fashion_mnist |" in markdown and "| 0.998 |" in markdown  # the paper's number beside
     with path.open("a") as f:

@@ -1,5 +1,7 @@
 """Metrics on hand-made cases with known values."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -74,3 +76,42 @@ def test_aligned_exit_prediction_forgives_only_the_shift_of_a_missed_exit():
     assert perfect["aligned_accuracy"] == perfect["accuracy"] == 1.0 and perfect["alignment"] == [0, 1, 2, 3]
     split = metrics.exit_prediction(np.array([0, 1, 2, 2]), np.array([0, 0, 1, 1]))  # a hump split in two
     assert split["alignment"] == [0, 0, 1] and split["aligned_accuracy"] == 1.0
+
+
+def _brute_boundary(runtimes, true):
+    """All ways to cut the sorted queries into K ordered (possibly empty) intervals."""
+    order = np.argsort(runtimes, kind="stable")
+    t = true[order]
+    k, n = int(true.max()) + 1, len(t)
+    counts = np.bincount(true, minlength=k)
+    best = (0.0, 0.0)
+    for cuts in itertools.combinations_with_replacement(range(n + 1), k - 1):
+        est = np.searchsorted(np.asarray(cuts), np.arange(n), side="right")
+        hits = est == t
+        balanced = np.mean([hits[t == e].mean() for e in range(k) if counts[e]])
+        best = (max(best[0], hits.mean()), max(best[1], balanced))
+    return best
+
+
+def test_best_boundary_accuracy_matches_brute_force():
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        n, k = int(rng.integers(2, 10)), int(rng.integers(2, 4))
+        true = rng.integers(0, k, n)
+        runtimes = true + rng.normal(0, 0.8, n)  # overlapping humps
+        got = metrics.best_boundary_accuracy(runtimes, true)
+        plain, balanced = _brute_boundary(runtimes, true)
+        assert got["accuracy"] == pytest.approx(plain) and got["balanced_accuracy"] == pytest.approx(balanced)
+
+
+def test_best_boundary_accuracy_known_cases():
+    true = np.array([0, 0, 1, 1, 2])
+    assert metrics.best_boundary_accuracy([1.0, 1.1, 2.0, 2.1, 3.0], true)["accuracy"] == 1.0
+    # exit 1's slow query sits after exit 2's: one of the two must be wrong
+    result = metrics.best_boundary_accuracy([1.0, 1.1, 2.0, 3.5, 3.0], true)
+    assert result["accuracy"] == pytest.approx(0.8)
+    assert result["balanced_accuracy"] == pytest.approx((1 + 0.5 + 1) / 3)
+    with pytest.raises(ValueError, match="equal length"):
+        metrics.best_boundary_accuracy([1.0, 2.0], [0])
+    with pytest.raises(ValueError, match="finite"):
+        metrics.best_boundary_accuracy([1.0, np.nan], [0, 1])
