@@ -2,11 +2,15 @@
 
 build(arch, *, num_classes, num_exits, width=1.0, input_shape=(32, 32, 3)) -> MultiExitNet
 exit_flops(net) -> list[int]      cumulative FLOPs of reaching and evaluating each exit
+quantize(net, weight_bits=8, activation_bits=8) -> MultiExitNet   fake-quantized copy (int-b simulated)
+calibrate(qnet, variables, images) -> variables   observe activation ranges (PTQ = quantize + calibrate)
+fake_quant(x, lo, hi, bits), fake_quant_weights(w, bits)   the quantize-dequantize primitives (STE)
 """
 
 from mexjax.nets._arch import ARCHS, MAX_EXITS, MIN_EXITS, NetSpec, Unit
 from mexjax.nets._io import load, save, spec_from_dict, spec_to_dict
-from mexjax.nets._model import MultiExitNet, build, from_spec
+from mexjax.nets._model import MultiExitNet, build, calibrate, from_spec, quantize
+from mexjax.nets._quant import fake_quant, fake_quant_weights, quantize_params
 
 
 def exit_flops(net: MultiExitNet | NetSpec) -> list[int]:
@@ -28,9 +32,14 @@ __all__ = [
     "NetSpec",
     "Unit",
     "build",
+    "calibrate",
     "exit_flops",
+    "fake_quant",
+    "fake_quant_weights",
     "from_spec",
     "load",
+    "quantize",
+    "quantize_params",
     "save",
     "spec_from_dict",
     "spec_to_dict",

@@ -93,6 +93,8 @@ class NetSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     dtype: str = "float32"  # compute dtype: "float32" or "bfloat16"
+    weight_bits: int | None = None  # fake-quantized weights (nets.quantize); None = float
+    activation_bits: int | None = None  # fake-quantized layer inputs; None = float
 
     @property
     def stage_bounds(self) -> tuple[tuple[int, int], ...]:

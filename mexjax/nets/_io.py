@@ -37,7 +37,14 @@ def save(directory: str | os.PathLike, net: MultiExitNet, variables, *, threshol
         thresholds = check_thresholds(thresholds, net.num_exits).tolist()
     meta = {"format": FORMAT, "spec": spec_to_dict(net.spec), "thresholds": thresholds, "info": info or {}}
     with Checkpointer(directory, max_to_keep=1) as ckpt:
-        ckpt.save(0, {"params": variables["params"], "batch_stats": variables["batch_stats"]}, meta)
+        saved = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+        if net.spec.activation_bits is not None:  # a quantized net's activation ranges
+            if "quant" not in variables:
+                raise ValueError(
+                    "this net quantizes activations: calibrate it (nets.calibrate) before saving"
+                )
+            saved["quant"] = variables["quant"]
+        ckpt.save(0, saved, meta)
 
 
 def load(directory: str | os.PathLike) -> tuple[MultiExitNet, dict, np.ndarray | None, dict]:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mexjax.nets import _arch
+from mexjax.nets import _arch, _quant
 from mexjax.nets._layers import BackboneUnit, FinalHead, ICHead
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -91,8 +91,14 @@ class MultiExitNet:
         return _init(self.module, key)
 
     def abstract_variables(self) -> dict:
-        """Shapes and dtypes of the variables (jax.ShapeDtypeStruct leaves), without computing them."""
-        return jax.eval_shape(functools.partial(_init_impl, self.module), jax.random.key(0))
+        """Shapes and dtypes of the variables (jax.ShapeDtypeStruct leaves), without computing them;
+        with the "quant" activation ranges of a net that quantizes activations."""
+        abstract = jax.eval_shape(functools.partial(_init_impl, self.module), jax.random.key(0))
+        if self.spec.activation_bits is not None:
+            dummy = jax.ShapeDtypeStruct((1, *self.spec.input_shape), jnp.float32)
+            observe = functools.partial(_quant.observe, self.module, self.spec)
+            abstract["quant"] = jax.eval_shape(observe, abstract, dummy)
+        return abstract
 
     def apply(self, variables, x, *, upto=None, train=False, dropout_key=None):
         """Logits of every exit (or the first `upto`): tuple of f32[B, classes].
@@ -101,10 +107,10 @@ class MultiExitNet:
         Traceable: call it inside jit/grad. Use `check_inputs` at the edges for clear errors.
         """
         if not train:
-            return self.module.apply(variables, x, upto=upto, train=False)
+            return _quant.apply(self.module, self.spec, variables, x, upto=upto, train=False)
         rngs = {"dropout": dropout_key} if dropout_key is not None else {}
-        logits, updates = self.module.apply(
-            variables, x, upto=upto, train=True, rngs=rngs, mutable=["batch_stats"]
+        logits, updates = _quant.apply(
+            self.module, self.spec, variables, x, upto=upto, train=True, rngs=rngs, mutable=["batch_stats"]
         )
         return logits, updates["batch_stats"]
 
@@ -162,11 +168,11 @@ _init = jax.jit(_init_impl, static_argnums=0, compiler_options={"xla_backend_opt
 
 
 def _apply_stage(module, index, variables, x):
-    return module.apply(variables, x, index, train=False, method=MultiExitModule.stage)
+    return _quant.apply(module, module.spec, variables, x, index, train=False, method=MultiExitModule.stage)
 
 
 def _apply_eval(module, variables, x):
-    return module.apply(variables, x, train=False)
+    return _quant.apply(module, module.spec, variables, x, train=False)
 
 
 def build(
@@ -222,3 +228,46 @@ def build(
 
 def from_spec(spec: _arch.NetSpec) -> MultiExitNet:
     return MultiExitNet(spec)
+
+
+def quantize(
+    net: MultiExitNet, *, weight_bits: int | None = 8, activation_bits: int | None = 8
+) -> MultiExitNet:
+    """The same network with fake-quantized weights and/or activations (None keeps that part float).
+
+    The float net's variables fit the quantized one as they are; a net that quantizes activations
+    needs their ranges first (`calibrate`). PTQ = quantize + calibrate; QAT = then train the result."""
+    weight_bits = _quant.check_bits(weight_bits, "weight_bits")
+    activation_bits = _quant.check_bits(activation_bits, "activation_bits")
+    spec = dataclasses.replace(net.spec, weight_bits=weight_bits, activation_bits=activation_bits)
+    return MultiExitNet(spec)
+
+
+def _widen(a, b):
+    return jnp.stack([jnp.minimum(a[0], b[0]), jnp.maximum(a[1], b[1])])
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _observe(module, variables, x):
+    return _quant.observe(module, module.spec, variables, x)
+
+
+def calibrate(net: MultiExitNet, variables, images, *, batch_size: int = 128) -> dict:
+    """Observe the input range of every quantized layer on `images` (uint8 or [0, 1] floats, a few
+    batches of training data) and return the variables with those ranges as their "quant" collection.
+
+    The range is the running min / max over the batches (no outliers clipped): at 8 bits it covers
+    every calibration value at a resolution of range / 255."""
+    if net.spec.activation_bits is None:
+        raise ValueError("this net keeps activations in float: nothing to calibrate (see nets.quantize)")
+    n = len(images)
+    if n == 0:
+        raise ValueError("the calibration set is empty: pass a few batches of training images")
+    ranges = None
+    for start in range(0, n, batch_size):
+        batch = net.check_inputs(np.asarray(images[start : start + batch_size]))
+        seen = _observe(net.module, variables, batch)
+        ranges = seen if ranges is None else jax.tree_util.tree_map(_widen, ranges, seen)
+    if any(bool(jnp.any(~jnp.isfinite(r))) for r in jax.tree_util.tree_leaves(ranges)):
+        raise ValueError("calibration saw NaN or infinite activations: check the weights and the images")
+    return {**{k: v for k, v in variables.items() if k != "quant"}, "quant": ranges}

@@ -70,10 +70,11 @@ class TrainState(flax.struct.PyTreeNode):
     params: dict
     batch_stats: dict
     opt_state: optax.OptState
+    fixed: dict  # other variable collections, carried unchanged (a quantized net's activation ranges)
 
     @property
     def variables(self) -> dict:
-        return {"params": self.params, "batch_stats": self.batch_stats}
+        return {"params": self.params, "batch_stats": self.batch_stats, **self.fixed}
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int, params) -> optax.GradientTransformation:
@@ -119,7 +120,7 @@ def make_train_step(net: MultiExitNet, tx: optax.GradientTransformation, config:
         x = images.astype(jnp.float32) / 255.0
 
         def loss_fn(params):
-            variables = {"params": params, "batch_stats": state.batch_stats}
+            variables = {"params": params, "batch_stats": state.batch_stats, **state.fixed}
             if config.recipe != "ic_only":
                 logits, stats = net.apply(variables, x, train=True, dropout_key=dropout_key)
             else:  # frozen backbone: batch norm keeps its running statistics
@@ -137,7 +138,7 @@ def make_train_step(net: MultiExitNet, tx: optax.GradientTransformation, config:
             "correct": correct,
             "count": jnp.asarray(labels.shape[0], jnp.int32),
         }
-        new_state = TrainState(step=state.step + 1, params=params, batch_stats=stats, opt_state=opt_state)
+        new_state = state.replace(step=state.step + 1, params=params, batch_stats=stats, opt_state=opt_state)
         return new_state, metrics
 
     return step
@@ -205,6 +206,7 @@ def fit(
         params=variables["params"],
         batch_stats=variables["batch_stats"],
         opt_state=tx.init(variables["params"]),
+        fixed={k: v for k, v in variables.items() if k not in ("params", "batch_stats")},
     )
     extras = dict(extras or {})
     for name, array in extras.items():
