@@ -18,6 +18,7 @@ import gc
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from mexjax import exits as mexits
@@ -90,6 +91,7 @@ class Oracle:
         output: str = "probs",
         timing: str | SimulatedTiming = "measured",
         key: jax.Array | None = None,
+        defense=None,
     ):
         if output not in ("probs", "labels"):
             raise ValueError(f"output must be 'probs' or 'labels'; got {output!r}")
@@ -108,6 +110,11 @@ class Oracle:
         self._key = key if key is not None else jax.random.key(0)
         self.used = 0
         self._warm = False
+        # an output defense (defenses.OutputDefense) perturbs every answer's probabilities after the
+        # network ran (its cost is the same for every exit, so measured times leave it out)
+        self.defense = defense
+        self._defense_state = defense.init() if defense is not None else None
+        self._defend = jax.jit(defense.apply) if defense is not None else None
 
     @property
     def input_shape(self):
@@ -183,6 +190,9 @@ class Oracle:
                 if collecting:
                     gc.enable()
             mode = "measured"
+        if self._defend is not None and n:
+            defended, self._defense_state = self._defend(jnp.asarray(probs), self._defense_state)
+            probs = np.asarray(defended)
         outputs = probs.argmax(-1).astype(np.int32) if self.output == "labels" else probs
         return QueryResult(outputs, runtimes.astype(np.float64), passes, mode, self.output)
 
