@@ -38,7 +38,7 @@ class QueryResult:
     outputs: np.ndarray  # f32[N, C] probabilities, or int32[N] labels when the victim gives labels only
     runtimes: np.ndarray  # f64[N] seconds (fastest of `passes` timings)
     passes: int
-    timing: str  # "measured" or "simulated"
+    timing: str  # "measured", "simulated" or "untimed"
     output: str  # "probs" or "labels"
 
     def __len__(self) -> int:
@@ -136,18 +136,19 @@ class Oracle:
                 self._runner.early_exit_single(self._variables, image, np.ones_like(self._thresholds))
             self._warm = True
 
-    def query(self, images, *, passes: int = 1) -> QueryResult:
+    def query(self, images, *, passes: int = 1, timed: bool = True) -> QueryResult:
         """Answer images [N, H, W, C] (uint8, or float in [0, 1]); each is timed `passes` times.
 
         Costs N x passes queries. Raises BudgetExhausted (with the answers it could give) when the
-        remaining budget does not cover the request."""
+        remaining budget does not cover the request. timed=False answers the batch at once without
+        timing it (runtimes NaN; for attacks that ignore the clock, e.g. data-free extraction)."""
         if passes < 1:
             raise ValueError(f"passes must be >= 1; got {passes}")
         images = self._net.check_inputs(images)  # shape, dtype and NaN checks; float32 in [0, 1]
         images = np.asarray(images)
         n = len(images)
         affordable = min(n, self.remaining // passes)
-        answered = self._answer(images[:affordable], passes)
+        answered = self._answer(images[:affordable], passes) if timed else self._untimed(images[:affordable])
         if affordable < n:
             raise BudgetExhausted(
                 f"query budget exhausted: {self.budget} queries allowed, {self.used} used; answered "
@@ -156,6 +157,18 @@ class Oracle:
                 answered,
             )
         return answered
+
+    def _untimed(self, images) -> QueryResult:
+        self.used += len(images)
+        _, probs = self._runner.early_exit_batched(self._variables, images, self._thresholds)
+        return self._respond(probs, np.full(len(images), np.nan), 1, "untimed")
+
+    def _respond(self, probs, runtimes, passes, mode) -> QueryResult:
+        if self._defend is not None and len(probs):
+            defended, self._defense_state = self._defend(jnp.asarray(probs), self._defense_state)
+            probs = np.asarray(defended)
+        outputs = probs.argmax(-1).astype(np.int32) if self.output == "labels" else probs
+        return QueryResult(outputs, runtimes.astype(np.float64), passes, mode, self.output)
 
     def _answer(self, images, passes) -> QueryResult:
         n = len(images)
@@ -190,11 +203,7 @@ class Oracle:
                 if collecting:
                     gc.enable()
             mode = "measured"
-        if self._defend is not None and n:
-            defended, self._defense_state = self._defend(jnp.asarray(probs), self._defense_state)
-            probs = np.asarray(defended)
-        outputs = probs.argmax(-1).astype(np.int32) if self.output == "labels" else probs
-        return QueryResult(outputs, runtimes.astype(np.float64), passes, mode, self.output)
+        return self._respond(probs, runtimes, passes, mode)
 
 
 def evaluation_view(oracle: Oracle):

@@ -94,3 +94,22 @@ def test_adaptive_attack_models_the_detector_and_evades_it(victim_setup):
     caught_adaptive = defenses.detection_report(detector, feats[0][64:], adaptive_feats)["detected_attacks"]
     assert caught_plain > 0.5 and caught_adaptive < caught_plain - 0.3, (caught_plain, caught_adaptive)
     assert np.abs(adaptive - clean[64:]).max() <= config.eps + 1e-6
+
+
+def test_black_box_transfer_from_a_surrogate(victim_setup):
+    """The attacker holds a surrogate (here: the victim's architecture with its weights perturbed by 5 %,
+    as a stolen copy differs from the original) and attacks that; the victim only sees the images."""
+    net, variables, thresholds, queries, _ = victim_setup
+    leaves, tree = jax.tree_util.tree_flatten(variables["params"])
+    keys = jax.random.split(jax.random.key(5), len(leaves))
+    noisy = [
+        leaf * (1 + 0.05 * jax.random.normal(k, leaf.shape)) for leaf, k in zip(leaves, keys, strict=True)
+    ]
+    surrogate = {**variables, "params": jax.tree_util.tree_unflatten(tree, noisy)}
+    images = queries[:48]
+    adv = slowdown.attack(net, surrogate, images, slowdown.SlothConfig(steps=10), progress=False)
+    x = images.astype(np.float32) / 255
+    runner, flops = net.runner(), nets.exit_flops(net)
+    before = metrics.efficacy(runner.early_exit_batched(variables, x, thresholds)[0], flops)
+    after = metrics.efficacy(runner.early_exit_batched(variables, adv, thresholds)[0], flops)
+    assert after < 0.7 * before, (before, after)

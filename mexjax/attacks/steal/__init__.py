@@ -5,9 +5,21 @@ knockoff / noise_attack / es_attack                    the baselines (no timing,
 evaluate(oracle, result, images, labels) -> dict       ACC, fidelity, CLO, CC (evaluation code only)
 performance_loss, strategy_loss, label_loss            per-example losses
 train_student, choose_thresholds                       the two halves of every attack's training
+dfme / maze / data_free(oracle, student, DataFreeConfig)  data-free extraction (generator + student)
 """
 
 from mexjax.attacks.steal._baselines import ESAConfig, es_attack, knockoff, noise_attack
+from mexjax.attacks.steal._datafree import (
+    DataFreeConfig,
+    DataFreeResult,
+    Generator,
+    GeneratorDiverged,
+    data_free,
+    dfme,
+    maze,
+    maze_config,
+    recovered_logits,
+)
 from mexjax.attacks.steal._losses import label_loss, performance_loss, strategy_loss
 from mexjax.attacks.steal._multiexit import (
     StealConfig,
@@ -20,17 +32,26 @@ from mexjax.attacks.steal._multiexit import (
 )
 
 __all__ = [
+    "DataFreeConfig",
+    "DataFreeResult",
     "ESAConfig",
+    "Generator",
+    "GeneratorDiverged",
     "StealConfig",
     "StealResult",
     "choose_thresholds",
+    "data_free",
+    "dfme",
     "es_attack",
     "evaluate",
     "exit_prediction",
     "knockoff",
     "label_loss",
+    "maze",
+    "maze_config",
     "noise_attack",
     "performance_loss",
+    "recovered_logits",
     "steal",
     "strategy_loss",
     "train_student",

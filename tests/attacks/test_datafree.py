@@ -1,0 +1,75 @@
+"""DFME and MAZE: they steal a tiny victim better than chance within the oracle's budget."""
+
+import jax
+import numpy as np
+import pytest
+
+from mexjax import defenses, nets, oracle, train
+from mexjax.attacks import steal
+from tests.train.test_fit import _toy
+
+
+@pytest.fixture(scope="module")
+def toy_victim():
+    net = nets.build("vgg16", num_classes=4, num_exits=3, width=0.125)
+    config = train.TrainConfig(epochs=6, batch_size=16, learning_rate=0.05, milestones=(0.7,), flip=False)
+    variables, _ = train.fit(net, _toy(128), config, progress=False)
+    return net, variables, _toy(200, seed=1)
+
+
+def _oracle(toy_victim, budget, thresholds=(0.9, 0.9), **kwargs):
+    net, variables, _ = toy_victim
+    timing = oracle.SimulatedTiming(seconds_per_flop=1e-9)
+    thresholds = np.array(thresholds, np.float32)
+    return oracle.Oracle(net, variables, thresholds, budget=budget, timing=timing, **kwargs)
+
+
+def _student():
+    return nets.build("vgg16", num_classes=4, num_exits=2, width=0.125)
+
+
+def _accuracy(net, variables, test):
+    return float(np.mean(train.predict(net, variables, test.images)[-1].argmax(-1) == test.labels))
+
+
+@pytest.mark.parametrize("method", ["dfme", "maze"])
+def test_data_free_attacks_steal_better_than_chance(toy_victim, method):
+    budget = 8000
+    victim = _oracle(toy_victim, budget, thresholds=(1.0, 1.0))  # answers from its last exit
+    small = dict(batch_size=32, generator_lr=1e-3, student_lr=0.05, iterations=1000)
+    config = steal.DataFreeConfig(**small) if method == "dfme" else steal.maze_config(**small, directions=3)
+    result = getattr(steal, method)(victim, _student(), config, progress=False)
+    assert result.budget_exhausted and result.queries_used <= budget and result.method == method
+    assert result.iterations == len(result.history) >= 5
+    assert result.history[-1]["queries"] == result.iterations * config.queries_per_iteration
+    accuracy = _accuracy(result.net, result.variables, toy_victim[2])
+    assert accuracy >= 0.5, accuracy  # 4 balanced classes: chance is 0.25
+
+
+def test_data_free_against_a_defended_oracle_and_checkpoints(toy_victim, tmp_path):
+    victim = _oracle(toy_victim, 300, defense=defenses.reverse_sigmoid(0.5, 0.8))
+    config = steal.DataFreeConfig(batch_size=8, iterations=3)
+    result = steal.dfme(victim, _student(), config, workdir=tmp_path, progress=False)
+    assert not result.budget_exhausted and result.iterations == 3 and victim.used == 3 * 8 * 7
+    loaded, variables, _, _ = nets.load(tmp_path / "student")
+    probs = train.predict(loaded, variables, toy_victim[2].images[:4])
+    np.testing.assert_allclose(probs, train.predict(result.net, result.variables, toy_victim[2].images[:4]))
+
+
+def test_data_free_bad_input(toy_victim):
+    with pytest.raises(ValueError, match="method"):
+        steal.DataFreeConfig(method="knockoff")
+    with pytest.raises(ValueError, match="positive"):
+        steal.DataFreeConfig(epsilon=0.0)
+    with pytest.raises(ValueError, match="labels only"):
+        steal.dfme(_oracle(toy_victim, 100, output="labels"), _student(), progress=False)
+    other = nets.build("vgg16", num_classes=5, num_exits=2, width=0.125)
+    with pytest.raises(ValueError, match="classes"):
+        steal.dfme(_oracle(toy_victim, 100), other, progress=False)
+    # a generator that blows up: an infinite learning rate turns its weights to NaN after its first
+    # update, so the student steps of iteration 1 meet NaN images
+    config = steal.DataFreeConfig(batch_size=8, iterations=5, generator_lr=float("inf"))
+    with pytest.raises(steal.GeneratorDiverged, match="NaN") as caught:
+        steal.dfme(_oracle(toy_victim, 10_000), _student(), config, progress=False)
+    assert "iteration 1" in str(caught.value) and caught.value.result.iterations == 0
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(caught.value.result.variables))
