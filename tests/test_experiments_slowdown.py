@@ -5,6 +5,7 @@ import pytest
 from experiments import slowdown as runner
 
 
+@pytest.mark.slow  # covered by the committed cpu-scale run of this runner
 def test_sok_runner_writes_every_row_and_resumes(tmp_path, shared_data, capsys):
     del shared_data  # found by the default lookup; the fixture skips (or fails in CI) without it
     argv = ["--scale", "tiny", "--archs", "resnet56", "--quiet", "--results", str(tmp_path / "res"),

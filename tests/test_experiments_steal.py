@@ -15,6 +15,7 @@ def dirs(tmp_path_factory, shared_data):
             "--results", str(root / "results"), "--outputs", str(root / "outputs")], root  # fmt: skip
 
 
+@pytest.mark.slow  # covered by the committed cpu-scale run of this runner
 def test_table2_writes_records_and_resumes(dirs, capsys):
     argv, root = dirs
     runner.main(["table2", *argv])
@@ -37,6 +38,7 @@ def test_table2_writes_records_and_resumes(dirs, capsys):
     assert len(runner.read_records(path)) == 1
 
 
+@pytest.mark.slow  # covered by the committed cpu-scale run of this runner
 def test_table1_baselines_train_the_student_ours_found(dirs):
     argv, root = dirs
     runner.main(["table1", *argv, "--methods", "ours", "noise"])

@@ -49,6 +49,13 @@ def check_probabilities(probs, *, atol: float = 1e-3) -> None:
         )
 
 
+def _checked(probs):
+    """Concrete inputs are checked (clear error for logits); traced ones (under jit) pass as they are."""
+    if not isinstance(probs, jax.core.Tracer):
+        check_probabilities(probs)
+    return probs
+
+
 def _reverse_sigmoid(probs, beta, gamma):
     y = jnp.clip(probs, _FLOOR, 1.0 - _FLOOR)
     logit = jnp.log(y) - jnp.log1p(-y)
@@ -66,7 +73,7 @@ def reverse_sigmoid(beta: float = 0.7, gamma: float = 0.4) -> OutputDefense:
     _check_parameters(beta, gamma)
 
     def apply(probs, state):
-        return _reverse_sigmoid(probs, beta, gamma), state
+        return _reverse_sigmoid(_checked(probs), beta, gamma), state
 
     return OutputDefense(lambda: (), apply)
 
@@ -78,6 +85,7 @@ def dcp(gate: float = 0.9, beta: float = 0.7, gamma: float = 0.4) -> OutputDefen
         raise ValueError(f"the DCP gate is a top-1 confidence in (0, 1]; got {gate}")
 
     def apply(probs, state):
+        probs = _checked(probs)
         unsure = jnp.max(probs, axis=-1, keepdims=True) < gate
         return jnp.where(unsure, _reverse_sigmoid(probs, beta, gamma), probs), state
 

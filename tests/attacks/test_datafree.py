@@ -6,15 +6,6 @@ import pytest
 
 from mexjax import defenses, nets, oracle, train
 from mexjax.attacks import steal
-from tests.train.test_fit import _toy
-
-
-@pytest.fixture(scope="module")
-def toy_victim():
-    net = nets.build("vgg16", num_classes=4, num_exits=3, width=0.125)
-    config = train.TrainConfig(epochs=6, batch_size=16, learning_rate=0.05, milestones=(0.7,), flip=False)
-    variables, _ = train.fit(net, _toy(128), config, progress=False)
-    return net, variables, _toy(200, seed=1)
 
 
 def _oracle(toy_victim, budget, thresholds=(0.9, 0.9), **kwargs):
@@ -34,7 +25,7 @@ def _accuracy(net, variables, test):
 
 @pytest.mark.parametrize("method", ["dfme", "maze"])
 def test_data_free_attacks_steal_better_than_chance(toy_victim, method):
-    budget = 8000
+    budget = 4000
     victim = _oracle(toy_victim, budget, thresholds=(1.0, 1.0))  # answers from its last exit
     small = dict(batch_size=32, generator_lr=1e-3, student_lr=0.05, iterations=1000)
     config = steal.DataFreeConfig(**small) if method == "dfme" else steal.maze_config(**small, directions=3)
@@ -43,7 +34,7 @@ def test_data_free_attacks_steal_better_than_chance(toy_victim, method):
     assert result.iterations == len(result.history) >= 5
     assert result.history[-1]["queries"] == result.iterations * config.queries_per_iteration
     accuracy = _accuracy(result.net, result.variables, toy_victim[2])
-    assert accuracy >= 0.5, accuracy  # 4 balanced classes: chance is 0.25
+    assert accuracy >= 0.4, accuracy  # 4 balanced classes, 200 test images: chance is 0.25
 
 
 def test_data_free_against_a_defended_oracle_and_checkpoints(toy_victim, tmp_path):

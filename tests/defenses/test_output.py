@@ -62,6 +62,9 @@ def test_bad_defense_input():
     logits = jax.random.normal(jax.random.key(0), (4, 10)) * 3
     with pytest.raises(ValueError, match="not on logits"):
         defenses.check_probabilities(logits)
+    for defense in (defenses.reverse_sigmoid(), defenses.dcp()):
+        with pytest.raises(ValueError, match="not on logits"):
+            defense.apply(logits, ())
     defenses.check_probabilities(_probs(4))  # probabilities pass
 
 

@@ -6,6 +6,7 @@ evaluate(oracle, result, images, labels) -> dict       ACC, fidelity, CLO, CC (e
 performance_loss, strategy_loss, label_loss            per-example losses
 train_student, choose_thresholds                       the two halves of every attack's training
 dfme / maze / data_free(oracle, student, DataFreeConfig)  data-free extraction (generator + student)
+extract(DefendedVictim, attack, budget=...) -> record     any attack x any defended victim (harness)
 """
 
 from mexjax.attacks.steal._baselines import ESAConfig, es_attack, knockoff, noise_attack
@@ -20,6 +21,7 @@ from mexjax.attacks.steal._datafree import (
     maze_config,
     recovered_logits,
 )
+from mexjax.attacks.steal._harness import DefendedVictim, deployed_answers, extract
 from mexjax.attacks.steal._losses import label_loss, performance_loss, strategy_loss
 from mexjax.attacks.steal._multiexit import (
     StealConfig,
@@ -34,6 +36,7 @@ from mexjax.attacks.steal._multiexit import (
 __all__ = [
     "DataFreeConfig",
     "DataFreeResult",
+    "DefendedVictim",
     "ESAConfig",
     "Generator",
     "GeneratorDiverged",
@@ -41,10 +44,12 @@ __all__ = [
     "StealResult",
     "choose_thresholds",
     "data_free",
+    "deployed_answers",
     "dfme",
     "es_attack",
     "evaluate",
     "exit_prediction",
+    "extract",
     "knockoff",
     "label_loss",
     "maze",
