@@ -95,7 +95,8 @@ def run_victim(arch: str, args, path: Path) -> None:
         print(f"[slowdown] {arch}: all rows done, skipped")
         return
     outputs = Path(args.outputs)
-    out = outputs / "victims" / args.scale / f"cifar10_{arch}_k{scale.num_exits}"
+    # its own folder: experiments/steal.py trains other CIFAR-10 victims of the same name
+    out = outputs / "victims" / args.scale / f"sok_cifar10_{arch}_k{scale.num_exits}"
     net, variables, thresholds, record = victim.load_or_train(
         victim_config(arch, scale, args.data_dir), out, progress=not args.quiet
     )
