@@ -42,6 +42,10 @@ def test_data_free_against_a_defended_oracle_and_checkpoints(toy_victim, tmp_pat
     config = steal.DataFreeConfig(batch_size=8, iterations=3)
     result = steal.dfme(victim, _student(), config, workdir=tmp_path, progress=False)
     assert not result.budget_exhausted and result.iterations == 3 and victim.used == 3 * 8 * 7
+    elapsed = [h["seconds"] for h in result.history]
+    assert (
+        0 < elapsed[0] < elapsed[1] < elapsed[2] <= result.seconds
+    )  # wall time at the end of each iteration
     loaded, variables, _, _ = nets.load(tmp_path / "student")
     probs = train.predict(loaded, variables, toy_victim[2].images[:4])
     np.testing.assert_allclose(probs, train.predict(result.net, result.variables, toy_victim[2].images[:4]))

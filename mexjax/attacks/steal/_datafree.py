@@ -275,7 +275,8 @@ def data_free(
                 key, d_key = jax.random.split(key)
                 s_vars, s_opt, loss = student_update(s_vars, s_opt, replay_x[pick], replay_p[pick], d_key)
             history.append({"iteration": iteration, "queries": victim.used, "generator_loss": float(g_loss),
-                            "student_loss": float(np.mean(s_losses)) if s_losses else None})  # fmt: skip
+                            "student_loss": float(np.mean(s_losses)) if s_losses else None,
+                            "seconds": time.perf_counter() - started})  # fmt: skip
             bar.update(1)
             bar.set_postfix(queries=victim.used, student_loss=history[-1]["student_loss"])
             if workdir is not None and iteration % 10 == 0:
