@@ -14,7 +14,6 @@ ResNet56 numbers in the next columns.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 from pathlib import Path
@@ -22,11 +21,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from experiments.cli import runner_parser
 from mexjax import data, defenses, train, victim
 from mexjax.attacks import slowdown
 from mexjax.results import append_record, read_records
 
-ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ("resnet56", "vgg16")
 
 
@@ -214,15 +213,8 @@ def write_markdown(records: list[dict], scale: str) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    parser = runner_parser(__doc__, SCALES)
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
-    parser.add_argument("--results", default=str(ROOT / "experiments" / "results"))
-    parser.add_argument("--outputs", default=str(ROOT / "outputs" / "experiments"))
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     path = Path(args.results) / f"slowdown_sok_{args.scale}.jsonl"
     for arch in args.archs:

@@ -22,7 +22,6 @@ Ours spends B on B/r distinct images timed r times each; the baselines spend it 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import time
@@ -31,11 +30,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from experiments.cli import runner_parser
 from mexjax import data, metrics, nets, oracle, victim
 from mexjax.attacks import steal
 from mexjax.results import append_record, read_records
 
-ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ("vgg16", "resnet56", "mobilenet")
 METHODS = ("ours", "knockoff", "noise", "esa")
 DATASETS = ("cifar10", "gtsrb", "svhn", "fashion_mnist")
@@ -528,19 +527,12 @@ TABLE_WRITERS = {"table1": write_table1, "table2": write_table2, "table3": write
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = runner_parser(__doc__, SCALES)
     parser.add_argument("table", choices=sorted(TABLE_WRITERS))
-    parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--results", default=str(ROOT / "experiments" / "results"))
-    parser.add_argument("--outputs", default=str(ROOT / "outputs" / "experiments"))
-    parser.add_argument("--data-dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
         "--rerun", action="store_true", help="run finished cells again (every run is kept and shown)"
     )

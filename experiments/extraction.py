@@ -1,0 +1,178 @@
+"""The DivQAT comparison: extraction defenses x extraction attacks on a CIFAR-10 q75 SDN victim.
+
+    .venv/bin/python experiments/extraction.py --scale cpu      # this machine (reduced budgets)
+    .venv/bin/python experiments/extraction.py --scale paper    # full victim and budgets (GPU)
+
+Defenses: none, PTQ (int8, calibrated), QAT, DivQAT (alpha), reverse sigmoid (RS), DCP, DivQAT+DCP.
+Attacks: KnockoffNets (TinyImageNet images, soft labels), DFME, MAZE - each under the same query budget.
+The victim is the SoK runner's ResNet56 SDN of the same scale (`experiments/slowdown.py`; trained here
+if missing). Each finished (defense, attack) cell appends one record (`steal.extract`: victim accuracy
+as deployed, stolen accuracy, fidelity, queries, wall time) to
+experiments/results/extraction_<scale>.jsonl; rerunning skips finished cells; the Markdown beside it is
+rewritten with each cell's difference to plain QAT, the paper's comparison.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from experiments import slowdown as sok
+from experiments.cli import runner_parser
+from mexjax import data, defenses, nets, train, victim
+from mexjax.attacks import steal
+from mexjax.results import append_record, read_records
+
+DEFENSES = ("none", "ptq", "qat", "divqat", "rs", "dcp", "divqat+dcp")
+ATTACKS = ("knockoff", "dfme", "maze")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    tune_images: int | None  # training images for calibration and (Div)QAT fine-tuning
+    tune_epochs: int
+    alpha: float  # DivQAT's alpha
+    test_images: int | None
+    knockoff_budget: int
+    data_free_budget: int
+    data_free_batch: int | None  # None: the papers' batch sizes
+    student_width: float
+    student_epochs: int
+
+
+SCALES = {
+    "tiny": Scale(128, 1, 0.5, 64, 128, 2 * 8 * 7, 8, 0.125, 1),
+    "cpu": Scale(5_000, 2, 0.5, 1000, 5_000, 20_000, None, 0.25, 10),
+    "paper": Scale(None, 10, 0.5, None, 50_000, 20_000_000, None, 1.0, 30),
+}
+PAPER = "DivQAT: victim accuracy within 1 point of QAT; stolen accuracy and fidelity below QAT's"
+
+
+def defended_victims(scale_name: str, names, args) -> dict:
+    """name -> steal.DefendedVictim, fine-tuned defenses cached under outputs/extraction/<scale>/."""
+    scale, sok_scale = SCALES[scale_name], sok.SCALES[scale_name]
+    outputs = Path(args.outputs)
+    folder = outputs / "victims" / scale_name / f"sok_cifar10_resnet56_k{sok_scale.num_exits}"
+    net, variables, thresholds, _ = victim.load_or_train(
+        sok.victim_config("resnet56", sok_scale, args.data_dir), folder, progress=not args.quiet
+    )
+    tune = data.load("cifar10", "train", data_dir=args.data_dir)
+    if scale.tune_images is not None:
+        tune = data.subset(tune, jax.random.key(21), min(scale.tune_images, len(tune)))
+    tune = victim.prepare(tune, net.input_shape)
+    config = train.TrainConfig(epochs=scale.tune_epochs, batch_size=min(128, len(tune)), learning_rate=0.01)
+    made: dict[str, tuple] = {}
+
+    def quantized(kind: str):
+        if kind not in made:
+            saved = outputs / "extraction" / scale_name / kind
+            if (saved / "done").exists():
+                qnet, qvars, _, _ = nets.load(saved / "model")
+            elif kind == "ptq":
+                qnet = nets.quantize(net)
+                qvars = nets.calibrate(qnet, variables, tune.images[:512])
+            else:
+                alpha = scale.alpha if kind == "divqat" else 0.0
+                qnet, qvars, _ = defenses.divqat(
+                    net, variables, tune, config, alpha=alpha, progress=not args.quiet,
+                    workdir=saved / "run",
+                )  # fmt: skip
+            if not (saved / "done").exists():
+                nets.save(saved / "model", qnet, qvars, thresholds=thresholds)
+                (saved / "done").write_text("")
+            made[kind] = (qnet, qvars)
+        return made[kind]
+
+    victims = {}
+    for name in names:
+        model, _, output = name.partition("+")
+        if model in ("none", "rs", "dcp"):
+            output, model = (model, "none") if model != "none" else ("", "none")
+        qnet, qvars = (net, variables) if model == "none" else quantized(model)
+        defense = {"": None, "rs": defenses.reverse_sigmoid(), "dcp": defenses.dcp()}[output]
+        victims[name] = steal.DefendedVictim(name, qnet, qvars, thresholds, defense)
+    return victims
+
+
+def run(args) -> Path:
+    scale = SCALES[args.scale]
+    path = Path(args.results) / f"extraction_{args.scale}.jsonl"
+    done = {(r["defense"], r["attack"]) for r in read_records(path)}
+    cells = [(d, a) for d in args.defenses for a in args.attacks if (d, a) not in done]
+    for d, a in [(d, a) for d in args.defenses for a in args.attacks if (d, a) in done]:
+        print(f"[extraction] {d} x {a}: done, skipped")
+    if cells:
+        victims = defended_victims(args.scale, sorted({d for d, _ in cells}), args)
+        test = data.load("cifar10", "test", data_dir=args.data_dir)
+        if scale.test_images is not None:
+            test = data.subset(test, jax.random.key(7), min(scale.test_images, len(test)))
+        pool = None
+        if any(a == "knockoff" for _, a in cells):
+            pool = data.load("tinyimagenet", "train", data_dir=args.data_dir)
+            pool = data.subset(pool, jax.random.key(11), min(scale.knockoff_budget, len(pool)))
+            pool = np.asarray(data.to_input_shape(pool.images, victims[cells[0][0]].net.input_shape))
+        for d, a in cells:
+            budget = scale.knockoff_budget if a == "knockoff" else scale.data_free_budget
+            base = steal.DataFreeConfig() if a == "dfme" else steal.maze_config()
+            if scale.data_free_batch is not None:
+                base = dataclasses.replace(base, batch_size=scale.data_free_batch)
+            record = steal.extract(
+                victims[d], a, budget=budget, test_images=test.images, test_labels=test.labels,
+                pool=pool, student_arch="resnet56", student_width=scale.student_width,
+                steal_config=steal.StealConfig(arch="resnet56", width=scale.student_width, num_exits=2,
+                                               use_timing=False, epochs=scale.student_epochs),
+                data_free_config=base, progress=not args.quiet,
+            )  # fmt: skip
+            record.update(
+                scale=args.scale, machine=victim.machine_description(), date=time.strftime("%Y-%m-%d")
+            )
+            append_record(path, record)
+            print(f"[extraction] {d} x {a}: victim {record['victim_accuracy']:.3f}, stolen "
+                  f"{record['stolen_accuracy']:.3f}, fidelity {record['fidelity']:.3f}")  # fmt: skip
+    path.with_suffix(".md").write_text(write_markdown(read_records(path), args.scale))
+    return path
+
+
+def write_markdown(records: list[dict], scale: str) -> str:
+    machines = sorted({r["machine"] for r in records})
+    lines = [
+        f"# Extraction defenses x attacks on the CIFAR-10 q75 ResNet56 SDN victim ({scale} scale)",
+        "",
+        f"Written by `experiments/extraction.py --scale {scale}` from `extraction_{scale}.jsonl`. Machine: "
+        f"{'; '.join(machines) or '-'}. Victim accuracy: as deployed (early exit, output defense applied); "
+        "stolen accuracy: the student's last exit on the test images; fidelity: agreement with the deployed "
+        "victim. Δ: difference to the plain-QAT victim under the same attack (the paper's comparison). "
+        f"Paper (seed 003): {PAPER}.",
+        "",
+        "| defense | attack | victim acc. | stolen acc. | fidelity | Δ victim vs QAT | Δ stolen vs QAT "
+        "| Δ fidelity vs QAT | queries | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    qat = {r["attack"]: r for r in records if r["defense"] == "qat"}
+    order = {d: i for i, d in enumerate(DEFENSES)}
+    for r in sorted(records, key=lambda r: (ATTACKS.index(r["attack"]), order.get(r["defense"], 99))):
+        ref = qat.get(r["attack"])
+        delta = [f"{100 * (r[k] - ref[k]):+.1f}" if ref else "" for k in
+                 ("victim_accuracy", "stolen_accuracy", "fidelity")]  # fmt: skip
+        lines.append(
+            f"| {r['defense']} | {r['attack']} | {100 * r['victim_accuracy']:.1f} | "
+            f"{100 * r['stolen_accuracy']:.1f} | {100 * r['fidelity']:.1f} | {' | '.join(delta)} "
+            f"| {r['queries']} | {r['seconds']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = runner_parser(__doc__, SCALES)
+    parser.add_argument("--defenses", nargs="+", default=list(DEFENSES), choices=DEFENSES)
+    parser.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
+    path = run(parser.parse_args(argv))
+    print(path.with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+    main()
