@@ -15,11 +15,15 @@ rewritten with each cell's difference to plain QAT, the paper's comparison.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
+
+if __package__ in (None, ""):  # run as a script: the repository root holds the `experiments` package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments import slowdown as sok
 from experiments.cli import runner_parser

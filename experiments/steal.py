@@ -24,11 +24,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
+
+if __package__ in (None, ""):  # run as a script: the repository root holds the `experiments` package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.cli import runner_parser
 from mexjax import data, metrics, nets, oracle, victim

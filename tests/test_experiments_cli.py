@@ -1,5 +1,8 @@
 """The options every experiment runner shares."""
 
+import subprocess
+import sys
+
 import pytest
 
 from experiments.cli import ROOT, runner_parser
@@ -15,3 +18,13 @@ def test_runner_parser_defaults_and_choices(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["--scale", "paper"])  # not one of this runner's scales
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("runner", ["steal", "slowdown", "extraction"])
+def test_runners_start_as_scripts(runner):
+    """The README runs them as `python experiments/<runner>.py`, outside the package."""
+    script = ROOT / "experiments" / f"{runner}.py"
+    done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
+                          cwd=ROOT / "experiments", timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "--scale" in done.stdout
