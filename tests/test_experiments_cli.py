@@ -20,7 +20,7 @@ def test_runner_parser_defaults_and_choices(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("runner", ["steal", "slowdown", "extraction"])
+@pytest.mark.parametrize("runner", ["steal", "slowdown", "extraction", "fewcall"])
 def test_runners_start_as_scripts(runner):
     """The README runs them as `python experiments/<runner>.py`, outside the package."""
     script = ROOT / "experiments" / f"{runner}.py"

@@ -7,7 +7,7 @@ calibrate(qnet, variables, images) -> variables   observe activation ranges (PTQ
 fake_quant(x, lo, hi, bits), fake_quant_weights(w, bits)   the quantize-dequantize primitives (STE)
 """
 
-from mexjax.nets._arch import ARCHS, MAX_EXITS, MIN_EXITS, NetSpec, Unit
+from mexjax.nets._arch import ALL_ARCHS, ARCHS, MAX_EXITS, MIN_EXITS, STUDENT_ARCHS, NetSpec, Unit
 from mexjax.nets._io import load, save, spec_from_dict, spec_to_dict
 from mexjax.nets._model import MultiExitNet, build, calibrate, from_spec, quantize
 from mexjax.nets._quant import fake_quant, fake_quant_weights, quantize_params
@@ -25,9 +25,11 @@ def exit_flops(net: MultiExitNet | NetSpec) -> list[int]:
 
 
 __all__ = [
+    "ALL_ARCHS",
     "ARCHS",
     "MAX_EXITS",
     "MIN_EXITS",
+    "STUDENT_ARCHS",
     "MultiExitNet",
     "NetSpec",
     "Unit",

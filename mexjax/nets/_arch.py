@@ -13,11 +13,16 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
-ARCHS = ("vgg16", "resnet56", "mobilenet")
-MIN_EXITS, MAX_EXITS = 2, 7
+ARCHS = ("vgg16", "resnet56", "mobilenet")  # the SDN backbones of multi-exit victims
+STUDENT_ARCHS = ("resnet18", "halfalexnet")  # the few-call stealing students (single exit by default)
+ALL_ARCHS = ARCHS + STUDENT_ARCHS
+MIN_EXITS, MAX_EXITS = 1, 7  # one exit: a plain single-exit network
 
 _VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 _MOBILENET = (64, (128, 2), 128, (256, 2), 256, (512, 2), 512, 512, 512, 512, 512, (1024, 2), 1024)
+# Half-AlexNet (the few-call papers' small student): AlexNet's five convolutions at half the filters,
+# 5x5 then 3x3 kernels, a 2x2 max pool after conv 1, 2 and 5, and a 512-256 FC head: (channels, kernel, pool).
+_HALF_ALEXNET = ((48, 5, True), (128, 5, True), (192, 3, False), (192, 3, False), (128, 3, True))
 # Reference IC placements (unit indices, 0-based, stem included where the net has one):
 # VGG16-SDN after conv layers 2, 4, 6, 7, 9, 10; ResNet56-SDN after blocks 4, 8, 12, 16, 20, 24 of 27;
 # MobileNet-SDN after blocks 3, 5, 7, 9, 12 (so its reference has 6 exits, not 7).
@@ -37,8 +42,8 @@ def _valid_taps(n: int, stride: int, k: int = 3) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Unit:
-    """One backbone unit. kind: 'conv' (conv3x3-BN-ReLU[-maxpool]), 'basic' (residual block),
-    'dwsep' (depthwise 3x3 + pointwise 1x1, each BN-ReLU)."""
+    """One backbone unit. kind: 'conv' (conv kxk-BN-ReLU[-maxpool], k = `kernel`), 'basic' (residual
+    block of two 3x3 convs), 'dwsep' (depthwise 3x3 + pointwise 1x1, each BN-ReLU)."""
 
     kind: str
     in_channels: int
@@ -46,6 +51,7 @@ class Unit:
     in_size: tuple[int, int]
     stride: int = 1
     pool: bool = False
+    kernel: int = 3  # of a 'conv' unit (the others are 3x3)
 
     @property
     def out_size(self) -> tuple[int, int]:
@@ -65,8 +71,9 @@ class Unit:
         cin, cout = self.in_channels, self.out_channels
         h, w = self.in_size
         ho, wo = -(-h // self.stride), -(-w // self.stride)
-        full = ho * wo * 9
-        taps = full if padding else _valid_taps(h, self.stride) * _valid_taps(w, self.stride)
+        k = self.kernel if self.kind == "conv" else 3
+        full = ho * wo * k * k
+        taps = full if padding else _valid_taps(h, self.stride, k) * _valid_taps(w, self.stride, k)
         taps_s1 = ho * wo * 9 if padding else _valid_taps(ho, 1) * _valid_taps(wo, 1)
         if self.kind == "conv":
             return 2 * taps * cin * cout
@@ -114,6 +121,19 @@ def _channels(c: int, width: float, where: str) -> int:
     return n
 
 
+def _resnet(name: str, stem: int, stages, blocks: int, width: float, channels: int, size):
+    """A CIFAR-style ResNet: a 3x3 stem, then stages of basic blocks (stride 2 entering stages 2+)."""
+    cin = _channels(stem, width, f"{name} stem")
+    units = [Unit("conv", channels, cin, size)]
+    for stage, c in enumerate(stages):
+        cout = _channels(c, width, f"{name} stage {stage + 1}")
+        for block in range(blocks):
+            stride = 2 if stage > 0 and block == 0 else 1
+            units.append(Unit("basic", cin, cout, size, stride=stride))
+            size, cin = units[-1].out_size, cout
+    return tuple(units), ()
+
+
 def backbone(arch: str, width: float, input_shape) -> tuple[tuple[Unit, ...], tuple[int, ...]]:
     """The units of `arch` at `width` for `input_shape`, and the hidden sizes of its final head."""
     height, wide, channels = input_shape
@@ -131,16 +151,8 @@ def backbone(arch: str, width: float, input_shape) -> tuple[tuple[Unit, ...], tu
             size, cin = units[-1].out_size, cout
         hidden = (_channels(512, width, "VGG16 FC"),) * 2
         return tuple(units), hidden
-    if arch == "resnet56":
-        cin = _channels(16, width, "ResNet56 stem")
-        units.append(Unit("conv", channels, cin, size))
-        for stage, c in enumerate((16, 32, 64)):
-            cout = _channels(c, width, f"ResNet56 stage {stage + 1}")
-            for block in range(9):
-                stride = 2 if stage > 0 and block == 0 else 1
-                units.append(Unit("basic", cin, cout, size, stride=stride))
-                size, cin = units[-1].out_size, cout
-        return tuple(units), ()
+    if arch == "resnet56":  # three stages of nine basic blocks
+        return _resnet("ResNet56", 16, (16, 32, 64), 9, width, channels, size)
     if arch == "mobilenet":
         cin = _channels(32, width, "MobileNet stem")
         units.append(Unit("conv", channels, cin, size))
@@ -150,16 +162,28 @@ def backbone(arch: str, width: float, input_shape) -> tuple[tuple[Unit, ...], tu
             units.append(Unit("dwsep", cin, cout, size, stride=stride))
             size, cin = units[-1].out_size, cout
         return tuple(units), ()
-    raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    if arch == "resnet18":  # the CIFAR ResNet-18: 3x3 stem, four stages of two basic blocks
+        return _resnet("ResNet18", 64, (64, 128, 256, 512), 2, width, channels, size)
+    if arch == "halfalexnet":
+        cin = channels
+        for i, (c, kernel, pool) in enumerate(_HALF_ALEXNET):
+            cout = _channels(c, width, f"Half-AlexNet conv {i + 1}")
+            units.append(Unit("conv", cin, cout, size, pool=pool, kernel=kernel))
+            size, cin = units[-1].out_size, cout
+        return tuple(units), (
+            _channels(512, width, "Half-AlexNet FC"),
+            _channels(256, width, "Half-AlexNet FC"),
+        )
+    raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ALL_ARCHS)}")
 
 
 def place_ics(arch: str, units: tuple[Unit, ...], num_exits: int) -> tuple[int, ...]:
     """Unit indices of the K-1 ICs: the reference placement when K matches it, else spread evenly
     by cumulative backbone cost (the IC after the unit whose cost fraction is nearest j/K)."""
-    reference = REFERENCE_ICS[arch]
-    if num_exits - 1 == len(reference):
+    reference = REFERENCE_ICS.get(arch)
+    if reference is not None and num_exits - 1 == len(reference):
         return reference
-    first = 0 if arch == "vgg16" else 1  # VGG has no stem
+    first = 0 if arch in ("vgg16", "halfalexnet") else 1  # VGG and AlexNet have no stem
     candidates = list(range(first, len(units) - 1))
     if num_exits - 1 > len(candidates):
         raise ValueError(f"{arch} has room for at most {len(candidates) + 1} exits; asked {num_exits}")
@@ -192,7 +216,7 @@ def ic_flops(unit: Unit, num_classes: int) -> int:
 
 def head_flops(spec: NetSpec) -> int:
     last = spec.units[-1]
-    if spec.arch == "vgg16":
+    if spec.head_hidden:  # an FC stack on the flattened map (VGG, Half-AlexNet)
         h, w = last.out_size
         sizes = (h * w * last.out_channels, *spec.head_hidden, spec.num_classes)
         return sum(2 * a * b for a, b in itertools.pairwise(sizes))

@@ -52,7 +52,7 @@ class BackboneUnit(nn.Module):
     def __call__(self, x, train: bool):
         u, dt = self.unit, self.dtype
         if u.kind == "conv":
-            x = nn.relu(_conv_bn(x, train, dt, u.out_channels, 3, u.stride))
+            x = nn.relu(_conv_bn(x, train, dt, u.out_channels, u.kernel, u.stride))
             if u.pool:
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
             return x, x
@@ -93,17 +93,20 @@ class ICHead(nn.Module):
 
 
 class FinalHead(nn.Module):
-    """The backbone's own classifier: VGG's FC stack with dropout, or global average pool + linear."""
+    """The backbone's own classifier: an FC stack with dropout on the flattened map (VGG, AlexNet),
+    or global average pool + linear. features=True stops before the last layer (penultimate features)."""
 
     num_classes: int
     hidden: tuple[int, ...]
-    flatten: bool
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, train: bool):
-        x = x.reshape(x.shape[0], -1) if self.flatten else jnp.mean(x, axis=(1, 2))
+    def __call__(self, x, train: bool, features: bool = False):
+        x = x.reshape(x.shape[0], -1) if self.hidden else jnp.mean(x, axis=(1, 2))
         for size in self.hidden:
             x = nn.relu(nn.Dense(size, dtype=self.dtype)(x).astype(jnp.float32))
             x = nn.Dropout(0.5, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+        last = nn.Dense(self.num_classes, dtype=self.dtype)
+        if features:
+            return x.astype(jnp.float32)
+        return last(x).astype(jnp.float32)

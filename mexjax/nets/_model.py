@@ -29,15 +29,18 @@ class MultiExitModule(nn.Module):
         dtype = _DTYPES[self.spec.dtype]
         self.units = [BackboneUnit(u, dtype) for u in self.spec.units]
         self.ics = [ICHead(self.spec.num_classes, dtype) for _ in self.spec.ic_units]
-        self.head = FinalHead(self.spec.num_classes, self.spec.head_hidden, self.spec.arch == "vgg16", dtype)
+        self.head = FinalHead(self.spec.num_classes, self.spec.head_hidden, dtype)
+
+    def _normalize(self, x):
+        mean = jnp.asarray(self.spec.mean, jnp.float32).reshape(1, 1, 1, -1)
+        std = jnp.asarray(self.spec.std, jnp.float32).reshape(1, 1, 1, -1)
+        return ((x.astype(jnp.float32) - mean) / std).astype(_DTYPES[self.spec.dtype])
 
     def stage(self, x, index: int, train: bool = False):
         """Stage `index`: features in -> (features out, logits of exit `index`)."""
         spec = self.spec
         if index == 0:
-            mean = jnp.asarray(spec.mean, jnp.float32).reshape(1, 1, 1, -1)
-            std = jnp.asarray(spec.std, jnp.float32).reshape(1, 1, 1, -1)
-            x = ((x.astype(jnp.float32) - mean) / std).astype(_DTYPES[spec.dtype])
+            x = self._normalize(x)
         start, end = spec.stage_bounds[index]
         tap = x
         for unit in self.units[start:end]:
@@ -45,6 +48,13 @@ class MultiExitModule(nn.Module):
         if index == spec.num_exits - 1:
             return x, self.head(x, train)
         return x, self.ics[index](tap)
+
+    def features(self, x):
+        """Penultimate features of the final exit (evaluation mode): what the last layer reads."""
+        x = self._normalize(x)
+        for unit in self.units:
+            x, _ = unit(x, False)
+        return self.head(x, False, features=True)
 
     def __call__(self, x, upto: int | None = None, train: bool = False):
         logits = []
@@ -73,6 +83,7 @@ class MultiExitNet:
         )
         object.__setattr__(self, "_stages", stages)
         object.__setattr__(self, "_forward", jax.jit(functools.partial(_apply_eval, module)))
+        object.__setattr__(self, "_features", jax.jit(functools.partial(_apply_features, module)))
 
     @property
     def num_exits(self) -> int:
@@ -117,6 +128,21 @@ class MultiExitNet:
     def logits(self, variables, x) -> tuple[jax.Array, ...]:
         """All exits at once in evaluation mode, jit-compiled, with input checks."""
         return self._forward(variables, self.check_inputs(x))
+
+    def features(self, variables, x, *, batch_size: int = 256) -> np.ndarray:
+        """Penultimate features f32[N, D] of the final exit (its last layer's input), in batches.
+
+        The latent space of few-call stealing: proxies are selected and pseudo-labelled in it."""
+        x = self.check_inputs(x)
+        out = [
+            np.asarray(self._features(variables, x[i : i + batch_size])) for i in range(0, len(x), batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, self.feature_size), np.float32)
+
+    @property
+    def feature_size(self) -> int:
+        """D of `features`: the width of the final head's input to its last layer."""
+        return self.spec.head_hidden[-1] if self.spec.head_hidden else self.spec.units[-1].out_channels
 
     def stage(self, index: int):
         """The jit-compiled stage `index`: (variables, features) -> (features, logits f32[B, C]).
@@ -171,6 +197,10 @@ def _apply_stage(module, index, variables, x):
     return _quant.apply(module, module.spec, variables, x, index, train=False, method=MultiExitModule.stage)
 
 
+def _apply_features(module, variables, x):
+    return _quant.apply(module, module.spec, variables, x, method=MultiExitModule.features)
+
+
 def _apply_eval(module, variables, x):
     return _quant.apply(module, module.spec, variables, x, train=False)
 
@@ -189,17 +219,19 @@ def build(
     """Build an SDN-style multi-exit network.
 
     Args:
-      arch: "vgg16", "resnet56" or "mobilenet".
+      arch: "vgg16", "resnet56" or "mobilenet" (SDN backbones), or "resnet18" / "halfalexnet" (the
+        few-call stealing students, usually with one exit).
       num_classes: classes of every exit.
-      num_exits: K in 2..7, the final head included. The reference IC placement is used when K
-        matches it (7 for VGG16/ResNet56, 6 for MobileNet); otherwise ICs spread evenly by cost.
+      num_exits: K in 1..7, the final head included (1: a plain single-exit net). The reference IC
+        placement is used when K matches it (7 for VGG16/ResNet56, 6 for MobileNet); otherwise ICs
+        spread evenly by cost.
       width: multiplies every channel count (0.25 gives CPU-sized victims of the same architecture).
       input_shape: (H, W, C) of the images.
       mean, std: per-channel normalization in [0, 1] units (default 0.5 / 0.25).
       dtype: compute dtype, "float32" or "bfloat16" (parameters stay float32).
     """
-    if arch not in _arch.ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(_arch.ARCHS)}")
+    if arch not in _arch.ALL_ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(_arch.ALL_ARCHS)}")
     if not isinstance(num_exits, int) or not _arch.MIN_EXITS <= num_exits <= _arch.MAX_EXITS:
         raise ValueError(f"num_exits must be an int in {_arch.MIN_EXITS}..{_arch.MAX_EXITS}; got {num_exits}")
     if not isinstance(num_classes, int) or num_classes < 2:

@@ -85,11 +85,11 @@ def test_other_exit_counts_spread_by_cost(arch, num_exits):
     assert np.max(np.abs(fractions - targets)) < 0.1
 
 
-@pytest.mark.parametrize("arch", nets.ARCHS)
+@pytest.mark.parametrize("arch", nets.ALL_ARCHS)
 def test_exit_flops_agree_with_xla_cost_analysis(arch):
     # XLA counts only kernel taps that touch the image and adds elementwise work (BN, ReLU, pools);
     # the analytic count without padding taps must sit just below it at every exit.
-    net = nets.build(arch, num_classes=10, num_exits=6)
+    net = nets.build(arch, num_classes=10, num_exits=6 if arch in nets.ARCHS else 3)
     variables = net.abstract_variables()
     h = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
     xla, total = [], 0.0
@@ -118,10 +118,12 @@ def test_width_scales_channels():
 
 
 def test_build_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="num_exits must be an int in 2..7"):
+    with pytest.raises(ValueError, match="num_exits must be an int in 1..7"):
         nets.build("vgg16", num_classes=10, num_exits=8)
     with pytest.raises(ValueError, match="num_exits"):
-        nets.build("vgg16", num_classes=10, num_exits=1)
+        nets.build("vgg16", num_classes=10, num_exits=0)
+    with pytest.raises(ValueError, match="room for at most 5 exits"):
+        nets.build("halfalexnet", num_classes=10, num_exits=6)
     with pytest.raises(ValueError, match="unknown arch 'alexnet'"):
         nets.build("alexnet", num_classes=10, num_exits=4)
     with pytest.raises(ValueError, match="no channels"):
@@ -146,3 +148,34 @@ def test_bad_inputs_get_clear_errors(tiny):
         net.logits(variables, bad)
     with pytest.raises(IndexError, match="stage 4 does not exist"):
         net.stage(4)
+
+
+@pytest.mark.parametrize("arch", nets.STUDENT_ARCHS)
+def test_single_exit_students_and_their_penultimate_features(arch):
+    net = nets.build(arch, num_exits=1, **TINY)
+    variables = net.init(jax.random.key(0))
+    x = jax.random.uniform(jax.random.key(1), (7, 32, 32, 3))
+    (logits,) = net.logits(variables, x)
+    features = net.features(variables, x, batch_size=3)  # batches of 3, 3 and 1
+    assert features.shape == (7, net.feature_size) and features.dtype == np.float32
+    head = variables["params"]["head"]
+    last = head[max(head, key=lambda name: int(name.split("_")[-1]))]  # the head's last Dense
+    np.testing.assert_allclose(features @ np.asarray(last["kernel"]) + np.asarray(last["bias"]),
+                               np.asarray(logits), rtol=1e-4, atol=1e-4)  # fmt: skip
+    assert nets.exit_flops(net) == [sum(u.flops for u in net.spec.units) + _arch.head_flops(net.spec)]
+
+
+def test_student_backbones_match_their_published_shapes():
+    resnet18 = nets.build("resnet18", num_classes=10, num_exits=1)
+    assert [u.out_channels for u in resnet18.spec.units] == [64, 64, 64, 128, 128, 256, 256, 512, 512]
+    assert abs(nets.exit_flops(resnet18)[-1] / 1.11e9 - 1) < 0.01  # 0.56 G multiply-adds on CIFAR
+    alex = nets.build("halfalexnet", num_classes=10, num_exits=1)
+    assert [(u.out_channels, u.kernel) for u in alex.spec.units] == [
+        (48, 5),
+        (128, 5),
+        (192, 3),
+        (192, 3),
+        (128, 3),
+    ]
+    assert alex.spec.head_hidden == (512, 256) and alex.feature_size == 256
+    assert alex.spec.units[-1].out_size == (4, 4)

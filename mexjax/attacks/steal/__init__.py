@@ -7,6 +7,8 @@ performance_loss, strategy_loss, label_loss            per-example losses
 train_student, choose_thresholds                       the two halves of every attack's training
 dfme / maze / data_free(oracle, student, DataFreeConfig)  data-free extraction (generator + student)
 extract(DefendedVictim, attack, budget=...) -> record     any attack x any defended victim (harness)
+few_call(oracle, proxies, FewCallConfig) -> FewCallResult   few-call stealing (active + self-paced)
+folder_proxies / callable_proxies / pool_proxies            proxy image sources (a Dataset per class)
 """
 
 from mexjax.attacks.steal._baselines import ESAConfig, es_attack, knockoff, noise_attack
@@ -21,6 +23,16 @@ from mexjax.attacks.steal._datafree import (
     maze_config,
     recovered_logits,
 )
+from mexjax.attacks.steal._fewcall import (
+    FewCallConfig,
+    FewCallResult,
+    evaluate_few_call,
+    few_call,
+    knockoff_calls,
+    pseudo_labels,
+    select_queries,
+    selection_weights,
+)
 from mexjax.attacks.steal._harness import DefendedVictim, deployed_answers, extract
 from mexjax.attacks.steal._losses import label_loss, performance_loss, strategy_loss
 from mexjax.attacks.steal._multiexit import (
@@ -32,31 +44,53 @@ from mexjax.attacks.steal._multiexit import (
     steal,
     train_student,
 )
+from mexjax.attacks.steal._proxies import (
+    TINYIMAGENET_FOR_CIFAR10,
+    balance_proxies,
+    callable_proxies,
+    check_proxies,
+    folder_proxies,
+    pool_proxies,
+)
 
 __all__ = [
+    "TINYIMAGENET_FOR_CIFAR10",
     "DataFreeConfig",
     "DataFreeResult",
     "DefendedVictim",
     "ESAConfig",
+    "FewCallConfig",
+    "FewCallResult",
     "Generator",
     "GeneratorDiverged",
     "StealConfig",
     "StealResult",
+    "balance_proxies",
+    "callable_proxies",
+    "check_proxies",
     "choose_thresholds",
     "data_free",
     "deployed_answers",
     "dfme",
     "es_attack",
     "evaluate",
+    "evaluate_few_call",
     "exit_prediction",
     "extract",
+    "few_call",
+    "folder_proxies",
     "knockoff",
+    "knockoff_calls",
     "label_loss",
     "maze",
     "maze_config",
     "noise_attack",
     "performance_loss",
+    "pool_proxies",
+    "pseudo_labels",
     "recovered_logits",
+    "select_queries",
+    "selection_weights",
     "steal",
     "strategy_loss",
     "train_student",

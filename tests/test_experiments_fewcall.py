@@ -1,0 +1,38 @@
+"""The few-call runner (experiments/fewcall.py): its table and plot, and a tiny real-data run."""
+
+import pytest
+
+from experiments import fewcall as runner
+
+
+def _record(method, calls, accuracy, fidelity=0.5, kept=(3, 40)):
+    rounds = [dict(round=1, calls=5 * calls, pseudo_proposed=kept[1], pseudo_kept=kept[0])]
+    return dict(method=method, calls_per_class=calls, accuracy=accuracy, fidelity=fidelity, rounds=rounds,
+                victim_accuracy=0.6, student="halfalexnet x0.5", machine="m")  # fmt: skip
+
+
+def test_markdown_and_plot_compare_few_call_with_knockoff(tmp_path):
+    records = [_record("fewcall", 8, 0.31), _record("knockoff", 8, 0.25), _record("fewcall", 16, 0.4),
+               _record("full-data", 0, 0.55, 0.7)]  # fmt: skip
+    table = runner.write_markdown(records, "cpu")
+    assert "| 8 | 80 | 31.0 | 25.0 | +6.0 | 50.0 | 50.0 | 3 / 40 |" in table
+    assert "| 16 | 160 | 40.0 |  |  | 50.0 |  | 3 / 40 |" in table  # KnockoffNets cell not run yet
+    assert "accuracy 55.0 %, fidelity 70.0 %. Victim accuracy: 60.0 %." in table
+    runner.plot(records, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow  # covered by the committed cpu-scale results (experiments/results/fewcall_cpu.*)
+def test_fewcall_runner_at_tiny_scale_writes_and_resumes(tmp_path, shared_data, capsys):
+    del shared_data
+    argv = ["--scale", "tiny", "--methods", "fewcall", "knockoff", "--quiet",
+            "--results", str(tmp_path / "res"), "--outputs", str(tmp_path / "out")]  # fmt: skip
+    runner.main(argv)
+    records = runner.read_records(tmp_path / "res" / "fewcall_tiny.jsonl")
+    assert sorted((r["method"], r["calls_per_class"], r["calls"]) for r in records) == [
+        ("fewcall", 2, 20), ("fewcall", 4, 40), ("knockoff", 2, 20), ("knockoff", 4, 40)]  # fmt: skip
+    assert all(0 <= r["accuracy"] <= 1 and r["test_images"] == 64 for r in records)
+    assert (tmp_path / "res" / "fewcall_tiny.png").exists()
+    capsys.readouterr()
+    runner.main(argv)
+    assert "fewcall x 2 calls/class: done, skipped" in capsys.readouterr().out
