@@ -167,3 +167,36 @@ def test_slowdown_notebook(tmp_path, monkeypatch):
         assert sum(o["exit_histogram"]) == (8 if name.startswith("adaptive") else 16)
     assert 0 <= summary["detection"]["auc"] <= 1
     assert 0 <= summary["adaptive_detection"]["detected_attacks"] <= 1
+
+
+def test_fewcall_notebook(tmp_path, monkeypatch):
+    data_dir = tmp_path / "data"
+    classes = {"a": 40, "b": 40}
+    write_image_folder(data_dir / "cifar10-jpeg75", {"train": classes, "test": classes}, size=(32, 32))
+    write_queries(data_dir / "tinyimagenet200-20k", per_class=16)
+    proxy_dir = tmp_path / "proxies"
+    write_image_folder(proxy_dir, {"x": {"a": 12, "b": 12}}, size=(32, 32))
+    out_dir = tmp_path / "out"
+    nb = nbformat.read(NOTEBOOKS / "fewcall.ipynb", as_version=4)
+    tiny = {
+        "DATA_DIR": str(data_dir),
+        "OUT_DIR": str(out_dir),
+        "VICTIM_IMAGES": 64,
+        "VICTIM_EPOCHS": 1,
+        "VICTIM_EXITS": 3,
+        "VICTIM_WIDTH": 0.125,
+        "PROXY_DIR": str(proxy_dir / "x"),
+        "CALLS": [4],  # one point: each budget trains two students (compiling dominates at this size)
+        "STUDENT_WIDTH": 0.125,
+        "EPOCHS": 1,
+        "TEST_IMAGES": 16,
+        "PROGRESS": False,
+    }
+    code, figures = _execute(_with_parameters(nb, tiny), tmp_path, monkeypatch)
+    assert len(figures) >= 3  # proxies, selected proxies, accuracy against calls
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert [(r["method"], r["calls"]) for r in summary["rows"]] == [("few-call", 8), ("KnockoffNets", 8)]
+    assert all(0 <= r["accuracy"] <= 1 and 0 <= r["fidelity"] <= 1 for r in summary["rows"])
+    assert [r["calls"] for r in summary["rounds"]] == [4, 4]  # the step-by-step run: 2 rounds x 2 classes x 2
+    table = "".join(o["text"] for o in _outputs(code[-1], "stream") if o["name"] == "stdout")
+    assert table.splitlines()[1].split()[:3] == ["few-call", "4", "8"]
