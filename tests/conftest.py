@@ -19,6 +19,14 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+if os.environ.get("MEXJAX_TEST_COMPILE_CACHE", "1") == "1":
+    # Many tests train and run the same tiny nets; XLA's persistent cache (keyed by the compiled program)
+    # lets a repeat compile of an identical program load the first one's executable instead.
+    import tempfile  # noqa: E402
+
+    _compile_cache = tempfile.mkdtemp(prefix="mexjax-xla-cache-")
+    jax.config.update("jax_compilation_cache_dir", _compile_cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.3)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
