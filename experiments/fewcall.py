@@ -32,7 +32,8 @@ from mexjax import data, nets, oracle, victim
 from mexjax.attacks import steal
 from mexjax.results import append_record, read_records
 
-METHODS = ("fewcall", "knockoff", "full-data")
+METHODS = ("fewcall", "knockoff", "full-data", "random-selection", "no-pseudo-labels")
+ABLATIONS = {"random-selection": dict(selection="random"), "no-pseudo-labels": dict(self_paced=False)}
 CALLS = (8, 16, 32, 64, 128)
 CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -47,12 +48,13 @@ class Scale:
     full_data_images: int | None
     full_data_epochs: int
     test_images: int | None
+    ablation_calls: tuple[int, ...] = ()  # budgets of the two ablations (random selection, no pseudo-labels)
 
 
 SCALES = {
-    "tiny": Scale((2, 4), 16, "halfalexnet", 0.125, 1, 256, 1, 64),
-    "cpu": Scale(CALLS, None, "halfalexnet", 0.5, 10, 10_000, 10, 1000),
-    "paper": Scale(CALLS, None, "resnet18", 1.0, 50, None, 60, None),
+    "tiny": Scale((2, 4), 16, "halfalexnet", 0.125, 1, 256, 1, 64, (2,)),
+    "cpu": Scale(CALLS, None, "halfalexnet", 0.5, 10, 10_000, 10, 1000, (16, 64)),
+    "paper": Scale(CALLS, None, "resnet18", 1.0, 50, None, 60, None, CALLS),
 }
 PAPER = (
     "seed 002: with 32-128 calls per class, few-call stealing beats prior few-call attacks (KnockoffNets "
@@ -80,7 +82,8 @@ def run(args) -> Path:
     scale = SCALES[args.scale]
     path = Path(args.results) / f"fewcall_{args.scale}.jsonl"
     done = {(r["method"], r["calls_per_class"]) for r in read_records(path)}
-    cells = [(m, c) for m in args.methods for c in (scale.calls if m != "full-data" else (0,))]
+    budgets = {"full-data": (0,), **dict.fromkeys(ABLATIONS, scale.ablation_calls)}
+    cells = [(m, c) for m in args.methods for c in budgets.get(m, scale.calls)]
     todo = [cell for cell in cells if cell not in done]
     for m, c in [cell for cell in cells if cell in done]:
         print(f"[fewcall] {m} x {c} calls/class: done, skipped")
@@ -99,10 +102,11 @@ def run(args) -> Path:
                 width=scale.width,
                 epochs=scale.epochs,
                 seed=args.seed,
-            )  # fmt: skip  (full-data reads only the student's arch and width from it)
+                **ABLATIONS.get(method, {}),
+            )  # full-data reads only the student's arch and width from it
             target = oracle.Oracle(net, variables, thresholds, budget=10 * calls)
             started = time.perf_counter()
-            if method == "fewcall":
+            if method == "fewcall" or method in ABLATIONS:
                 result = steal.few_call(target, proxies, config, progress=not args.quiet)
             elif method == "knockoff":
                 result = steal.knockoff_calls(
@@ -171,6 +175,18 @@ def write_markdown(records: list[dict], scale: str) -> str:
             f"| {calls} | {10 * calls} | {cell(few, 'accuracy')} | {cell(knock, 'accuracy')} | {delta} "
             f"| {cell(few, 'fidelity')} | {cell(knock, 'fidelity')} | {kept} |"
         )
+    ablations = sorted((r for r in records if r["method"] in ABLATIONS), key=lambda r: r["calls_per_class"])
+    if ablations:
+        lines += ["", "Ablations: the few-call attack with one part switched off.", ""]
+        lines += [
+            "| calls / class | variant | accuracy | fidelity | few-call accuracy |",
+            "|---|---|---|---|---|",
+        ]
+        for r in ablations:
+            few = by.get(("fewcall", r["calls_per_class"]))
+            both = f"{100 * few['accuracy']:.1f}" if few else ""
+            lines.append(f"| {r['calls_per_class']} | {r['method']} | {100 * r['accuracy']:.1f} "
+                         f"| {100 * r['fidelity']:.1f} | {both} |")  # fmt: skip
     if full:
         lines += [
             "",

@@ -22,7 +22,7 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 if os.environ.get("MEXJAX_TEST_COMPILE_CACHE", "1") == "1":
     # Many tests train and run the same tiny nets; XLA's persistent cache (keyed by the compiled program)
     # lets a repeat compile of an identical program load the first one's executable instead.
-    import tempfile  # noqa: E402
+    import tempfile
 
     _compile_cache = tempfile.mkdtemp(prefix="mexjax-xla-cache-")
     jax.config.update("jax_compilation_cache_dir", _compile_cache)
