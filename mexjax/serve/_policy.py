@@ -8,8 +8,9 @@ What each costs the victim (METHODS §7):
 - "constant": every answer waits until `n x full_time` after its computation started (the full
   network's batch-1 time, measured at start-up unless given). Early exit still saves the FLOPs
   (energy, and compute for other clients while an answer waits), but no answer is faster than the
-  full network: the latency gain of early exit is gone. An answer whose computation overruns the pad
-  (a noisy machine) leaves late and leaks.
+  full network: the latency gain of early exit is gone, and clients that wait for each answer get
+  fewer answers per second. An answer whose computation overruns the pad (a noisy machine) leaves
+  late and leaks.
 - "uniform" / "exponential": a random delay after the computation, uniform on [0, delay] or exponential
   with mean `delay`. Costs delay/2 or delay of latency on average; the exit still shows in the
   mean, so it blurs but does not close the channel (more timing passes average it away).

@@ -27,6 +27,7 @@ def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(2048)  # connections wait in the backlog until the server accepts them
     return sock
 
 
@@ -34,7 +35,16 @@ def serve_forever(app, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve `app` until interrupted (port 0: any free port). Prints the URL once it listens."""
     sock = _bind(host, port)
     print(f"{READY}http://{host}:{sock.getsockname()[1]}", flush=True)
-    _server(app).run(sockets=[sock])
+    try:
+        _server(app).run(sockets=[sock])
+    finally:
+        _close(app)
+
+
+def _close(app) -> None:
+    service = getattr(app.state, "service", None)
+    if service is not None:  # the worker thread of `create_app`
+        service.close()
 
 
 @contextlib.contextmanager
@@ -56,6 +66,7 @@ def background(app, host: str = "127.0.0.1", *, start_timeout: float = 30.0) -> 
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+        _close(app)
 
 
 @contextlib.contextmanager
