@@ -1,6 +1,6 @@
 """Timing-leak countermeasures of a served victim (METHODS §7): what each buys and what it costs.
 
-    .venv/bin/python experiments/serve.py --scale cpu      # FashionMNIST ResNet56 victim, ~10 min on 2 cores
+    .venv/bin/python experiments/serve.py --scale cpu      # FashionMNIST ResNet56 victim, ~12 min on 2 cores
     .venv/bin/python experiments/serve.py --scale tiny     # for the tests
 
 The victim (a 4-exit FashionMNIST ResNet56 SDN at cpu scale) is served by `python -m mexjax serve` in a
@@ -68,7 +68,7 @@ SCALES = {
         victim.VictimConfig(arch="resnet56", dataset="fashion_mnist", num_exits=4, width=0.25, epochs=3,
                             batch_size=128, learning_rate=0.03, milestones=(0.75,), held_out=1000,
                             train_subset=8000),
-        600, 3, "vgg16", 4, 500, 200, 4, 0.004, 0.01, True,
+        800, 4, "vgg16", 6, 300, 150, 4, 0.004, 0.01, True,
     ),
 }  # fmt: skip
 
@@ -135,6 +135,8 @@ def run_row(row: str, scale_name: str, setting: dict, model_dir: Path, progress:
     true = oracle.true_exits(evaluator, queries)  # the evaluator's side from here on
     prediction = metrics.exit_prediction(estimated, true)
     report = steal.evaluate(evaluator, result, test.images, test.labels)
+    held = setting["held_out"]  # natural images never queried: the query distribution
+    natural = steal.evaluate(evaluator, result, held, np.zeros(len(held), np.int32))
     net = oracle.evaluation_view(evaluator)[0]
     flops = np.asarray(nets.exit_flops(net), np.float64)
     cm = countermeasure(row, scale)
@@ -153,6 +155,9 @@ def run_row(row: str, scale_name: str, setting: dict, model_dir: Path, progress:
         "student_exits": report["student_exits"],
         "closeness": report["closeness"],
         "fidelity": report["fidelity"],
+        "closeness_queries": natural["closeness"],
+        "fidelity_queries": natural["fidelity"],
+        "exit_agreement_queries": natural["exit_agreement"],
         "student_accuracy": report["accuracy"],
         "victim_accuracy": report["victim_accuracy"],
         "round_trip_ms_median": float(np.median(answers.runtimes) * 1e3),
@@ -205,11 +210,14 @@ def make_setting(scale_name: str, args) -> tuple[dict, Path]:
     net, variables, thresholds, _ = victim.load_or_train(config, out, progress=not args.quiet)
     pool = data.load("tinyimagenet", "train", data_dir=args.data_dir)
     pool = data.subset(pool, jax.random.key(11), scale.queries)
+    held = data.load("tinyimagenet", "val", data_dir=args.data_dir)
+    held = data.subset(held, jax.random.key(13), scale.test_images)
     test = data.load(config.dataset, "test", data_dir=args.data_dir)
     test = victim.prepare(data.subset(test, jax.random.key(7), scale.test_images), net.input_shape)
     setting = {
         "queries": np.asarray(data.to_input_shape(pool.images, net.input_shape)),
         "test": test,
+        "held_out": np.asarray(data.to_input_shape(held.images, net.input_shape)),
         "evaluator": oracle.Oracle(net, variables, thresholds, budget=0),  # true exits and CLO only
         "width": config.width,
     }
@@ -228,21 +236,24 @@ def write_markdown(records: list[dict], scale: str) -> str:
         "",
         f"Written by `experiments/serve.py --scale {scale}` from `serve_countermeasures_{scale}.jsonl`. "
         f"Machine: {'; '.join(machines) or '-'}. The victim is served on loopback HTTP from a "
-        f"{records[0]['served_from'] if records else '-'} (`python -m mexjax serve` when a child process), "
-        "the attacker's clock runs in the runner. The machine is shared with another long experiment: "
-        "timings are noisy; the load average before and after each row is in the last column.",
+        f"{records[0]['served_from'] if records else '-'} of the runner (a child process runs "
+        "`python -m mexjax serve`); the attacker's clock runs in the runner. The machine is shared with "
+        "another long experiment: timings are noisy; the load average before and after each row is in "
+        "the last column.",
         "",
         "Exit prediction: the KDE analysis of the attacker's round trips (fastest of the passes) against the "
         "true exits (balanced = mean per-exit recall; best rule = the best any time-threshold rule could do "
-        "knowing the truth). Student: CLO (same label at the same exit as the victim) and fidelity on "
-        "FashionMNIST test images. Latency: one client sending one image at a time; throughput: answers/s "
-        "with several concurrent clients. FLOPs saved: the share of the full network's FLOPs that early "
+        "knowing the truth). Student: CLO (same label at the same exit as the victim) and fidelity (same "
+        "label) on FashionMNIST test images and on natural images never queried (TinyImageNet val, the "
+        "query distribution), and its exit agreement with the victim there. Latency: one client sending "
+        "one image at a time; throughput: answers/s with several concurrent clients. FLOPs saved: the "
+        "share of the full network's FLOPs that early "
         "exit still saves on the attacker's queries (padding and delays sleep, they compute nothing).",
         "",
         "| countermeasure | exits found / true | exit acc. | balanced | best rule (acc / bal.) | student "
-        "| CLO | fidelity | latency p50 / p95 (ms) | vs none (p50) | throughput (answers/s) | FLOPs saved "
-        "| load avg (before / after) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| CLO test / natural | fidelity test / natural | exit agr. natural | latency p50 / p95 (ms) "
+        "| vs none (p50) | throughput (answers/s) | FLOPs saved | load avg (before / after) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = {row: i for i, row in enumerate(ROWS)}
     for r in sorted(records, key=lambda r: order.get(r["row"], 99)):
@@ -251,17 +262,23 @@ def write_markdown(records: list[dict], scale: str) -> str:
         lines.append(
             f"| {_describe(r)} | {r['estimated_exits']} / {r['victim_exits']} | {r['exit_accuracy']:.3f} "
             f"| {r['exit_balanced_accuracy']:.3f} | {b['accuracy']:.3f} / {b['balanced_accuracy']:.3f} "
-            f"| {r['student']} | {r['closeness']:.3f} | {r['fidelity']:.3f} "
+            f"| {r['student']} | {r['closeness']:.3f} / {r['closeness_queries']:.3f} "
+            f"| {r['fidelity']:.3f} / {r['fidelity_queries']:.3f} | {r['exit_agreement_queries']:.3f} "
             f"| {_ms(r['latency_p50_ms'])} / {_ms(r['latency_p95_ms'])} | {ratio} "
             f"| {r['throughput']:.0f} ({r['concurrency']} clients) | {r['flops_saved']:.1%} "
             f"| {r['load_before']} / {r['load_after']} |"
         )
     if records:
         r = records[0]
+        histogram = np.asarray(r["true_exit_histogram"])
         lines += [
             "",
             f"Victim: {r['victim']}, test accuracy {r['victim_accuracy']:.3f}; {r['queries']} TinyImageNet "
-            f"queries x {r['passes']} passes per row; true exits of the queries {r['true_exit_histogram']}.",
+            f"queries x {r['passes']} passes per row; true exits of the queries {histogram.tolist()}. "
+            f"Chance (no timing information): exit accuracy {histogram.max() / histogram.sum():.3f} (always "
+            f"the most common exit), balanced {1 / np.count_nonzero(histogram):.3f}. Throughput is that of "
+            f"{r['concurrency']} clients each waiting for its answer before the next request, so it falls "
+            "with latency even where the server's worker is idle while answers wait.",
         ]
     return "\n".join(lines) + "\n"
 

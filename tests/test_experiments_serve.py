@@ -13,9 +13,10 @@ def _record(row, p50, exit_accuracy):
     return {
         "row": row, "countermeasure": runner.countermeasure(row, runner.SCALES["cpu"]).__dict__,
         "victim": "fashion_mnist resnet56 w0.25 k4", "victim_exits": 4, "estimated_exits": 4,
-        "true_exit_histogram": [1, 2, 3, 4], "exit_accuracy": exit_accuracy, "exit_balanced_accuracy": 0.5,
+        "true_exit_histogram": [1, 2, 0, 5], "exit_accuracy": exit_accuracy, "exit_balanced_accuracy": 0.5,
         "best_boundary": {"accuracy": 0.9, "balanced_accuracy": 0.8}, "student": "ours (timing)",
-        "closeness": 0.25, "fidelity": 0.75, "victim_accuracy": 0.8, "latency_p50_ms": p50,
+        "closeness": 0.25, "fidelity": 0.75, "closeness_queries": 0.5, "fidelity_queries": 0.625,
+        "exit_agreement_queries": 0.125, "victim_accuracy": 0.8, "latency_p50_ms": p50,
         "latency_p95_ms": 2 * p50, "throughput": 100.0, "concurrency": 4, "flops_saved": 0.375,
         "queries": 10, "passes": 3, "served_from": "child process", "load_before": 1.5, "load_after": 2.0,
         "machine": "test machine, no GPU",
@@ -38,7 +39,12 @@ def test_markdown_shows_every_row_and_its_cost_against_none():
     lines = [line for line in markdown.splitlines() if line.startswith("| ")]
     assert lines[1].startswith("| none |") and "| 1.00x |" in lines[1] and "| 0.990 |" in lines[1]
     assert lines[2].startswith("| time slots of 10 ms |") and "| 4.00x |" in lines[2]
-    assert "| 37.5% |" in lines[2] and "| 1.5 / 2.0 |" in lines[2] and "test machine, no GPU" in markdown
+    assert (
+        "| 0.250 / 0.500 | 0.750 / 0.625 | 0.125 |" in lines[2]
+        and "| 37.5% |" in lines[2]
+        and "| 1.5 / 2.0 |" in lines[2]
+        and "test machine, no GPU" in markdown
+    )
 
 
 def test_recorded_answers_are_what_the_attack_reads():
