@@ -8,12 +8,12 @@ release_time, slot_end             when an answer may leave (pure; "constant", "
 RemoteOracle(url)                  `oracle.Oracle`'s interface over HTTP, timed by round trip
 background(app) / serve_forever / child_process   run a server (thread / foreground / child process)
 load_test(url, images, ...)        bounded load test: requests/s and latency percentiles
-encode_npy, decode, RequestError   the wire format and its checks
+encode_npy, decode, RequestError   the wire format and its checks; answer_body: fixed-length answers
 
 `python -m mexjax serve --checkpoint DIR --port P` serves a saved victim.
 """
 
-from mexjax.serve._app import Service, create_app
+from mexjax.serve._app import Service, answer_body, create_app
 from mexjax.serve._codec import NPY, RequestError, check_images, decode, encode_npy
 from mexjax.serve._load import load_test
 from mexjax.serve._policy import KINDS, Countermeasure, ServeConfig, release_time, slot_end
@@ -29,6 +29,7 @@ __all__ = [
     "RequestError",
     "ServeConfig",
     "Service",
+    "answer_body",
     "background",
     "check_images",
     "child_process",

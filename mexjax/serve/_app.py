@@ -7,7 +7,8 @@ Endpoints:
 Every client names itself in an `X-Client-Id` header; each image it sends costs one query of its
 budget (429 once spent). Bad requests get a 4xx JSON {"error": message}; the server keeps serving.
 It must never reveal the exit an image took: not in the body, not in a header, not in timing
-metadata (the answer's time is what the countermeasures in `_policy` shape).
+metadata, not in the answer's size (`answer_body`); the answer's time is what the countermeasures in
+`_policy` shape.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mexjax import oracle
@@ -173,9 +174,9 @@ def create_app(victim: oracle.Oracle, config: ServeConfig | None = None) -> Star
         )
         service.charge(client, len(images))
         outputs = await service.answer(images)
-        key = "probabilities" if victim.output == "probs" else "labels"
         remaining = str(service.budget(client)["remaining"])
-        return JSONResponse({key: outputs.tolist()}, headers={BUDGET_HEADER: remaining})
+        body = answer_body(outputs, victim.output, net.num_classes)
+        return Response(body, media_type="application/json", headers={BUDGET_HEADER: remaining})
 
     app = Starlette(
         routes=[
@@ -191,6 +192,18 @@ def create_app(victim: oracle.Oracle, config: ServeConfig | None = None) -> Star
     )
     app.state.service = service
     return app
+
+
+def answer_body(outputs: np.ndarray, output: str, num_classes: int) -> bytes:
+    """The JSON answer, its length fixed by the number of answers alone: a confident (early) answer
+    printed as "1.0" would otherwise be shorter than an uncertain one, and the size would leak.
+
+    Probabilities as %.8e (9 significant digits: float32 exactly); labels padded with spaces."""
+    if output == "labels":
+        width = len(str(num_classes - 1))
+        return ('{"labels": [' + ",".join(f"{int(v):{width}d}" for v in outputs) + "]}").encode()
+    rows = ("[" + ",".join(f"{float(v):.8e}" for v in row) + "]" for row in outputs)
+    return ('{"probabilities": [' + ",".join(rows) + "]}").encode()
 
 
 def _client(request: Request) -> str:

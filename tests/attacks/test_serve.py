@@ -2,6 +2,7 @@
 answers while the server keeps serving, budgets per client, countermeasures, and a stolen copy."""
 
 import io
+import json
 import math
 
 import httpx
@@ -104,7 +105,22 @@ def test_remote_answers_equal_the_in_process_oracle(served, victim_setup, expect
     assert untimed.timing == "untimed" and np.isnan(untimed.runtimes).all()
 
 
-def test_nothing_names_the_exit(served, victim_setup):
+def test_answer_body_has_a_fixed_length_and_exact_values():
+    probs = np.array([[1.0, 0.0, 0.0], [0.3, 0.3, 0.4], [np.float32(1 / 3), 1e-30, 0.5]], np.float32)
+    bodies = [serve.answer_body(row[None], "probs", 3) for row in probs]
+    assert len({len(b) for b in bodies}) == 1
+    parsed = [np.asarray(json.loads(b)["probabilities"], np.float32) for b in bodies]
+    np.testing.assert_array_equal(np.concatenate(parsed), probs)
+    labels = [serve.answer_body(np.array([y]), "labels", 12) for y in (0, 11)]
+    assert len(labels[0]) == len(labels[1]) and json.loads(labels[1])["labels"] == [11]
+
+
+def test_nothing_names_the_exit(served, victim, victim_setup):
+    sizes = {
+        len(_post(served, serve.encode_npy(im[None]), client="sizes").content) for im in victim_setup[3][:20]
+    }
+    assert len(sizes) == 1  # whatever the exit, the answer has the same size
+    assert len(set(oracle.true_exits(victim, victim_setup[3][:20]))) > 1  # the images leave at several exits
     response = _post(served, serve.encode_npy(victim_setup[3][:2]), client="nosy")
     health = httpx.get(f"{served}/health")
     assert response.status_code == 200 and health.status_code == 200
