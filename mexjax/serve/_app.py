@@ -135,18 +135,22 @@ class Service:
         window = self.config.countermeasure.window
         await asyncio.sleep(max(0.0, boundary - loop.time()))
         batch, self._pending, self._slot = self._pending, [], None
-        images = np.concatenate([im for im, _ in batch])
+        requests = [im for im, _ in batch]  # answered one by one: their dtypes may differ
         try:
-            outputs, _, finished = await loop.run_in_executor(self._worker, self._compute, images)
+            outputs, finished = await loop.run_in_executor(self._worker, self._compute_all, requests)
         except Exception as err:  # every waiting request learns of it
             for _, future in batch:
-                future.set_exception(err)
+                if not future.done():
+                    future.set_exception(err)
             return
         await asyncio.sleep(max(0.0, slot_end(finished, window) - loop.time()))
-        start = 0
-        for im, future in batch:
-            future.set_result(outputs[start : start + len(im)])
-            start += len(im)
+        for (_, future), answer in zip(batch, outputs, strict=True):
+            if not future.done():  # a client that went away cancelled its future
+                future.set_result(answer)
+
+    def _compute_all(self, requests: list[np.ndarray]):
+        outputs = [self._compute(images)[0] for images in requests]
+        return outputs, time.monotonic()
 
     def close(self) -> None:
         self._worker.shutdown(wait=True)

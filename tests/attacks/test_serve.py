@@ -4,6 +4,7 @@ answers while the server keeps serving, budgets per client, countermeasures, and
 import io
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -223,6 +224,17 @@ def test_countermeasures_hold_answers_back(victim, victim_setup, expected, count
         result = remote.query(victim_setup[3][:6])
     assert np.all(result.runtimes >= least), result.runtimes  # never earlier than the pad / one slot
     np.testing.assert_array_equal(result.outputs, expected[:6])
+
+
+def test_one_slot_answers_requests_of_either_dtype(victim, victim_setup, expected):
+    images = victim_setup[3][:2]
+    bodies = [serve.encode_npy(images[:1]), serve.encode_npy(images[1:2].astype(np.float32) / 255)]
+    slots = serve.ServeConfig(countermeasure=serve.Countermeasure("batch", window=0.25))
+    with serve.background(serve.create_app(victim, slots)) as url, ThreadPoolExecutor(2) as pool:
+        responses = list(pool.map(lambda body: _post(url, body), bodies))  # most likely in one slot
+    got = [np.asarray(r.json()["probabilities"], np.float32) for r in responses]
+    np.testing.assert_array_equal(got[0], expected[:1])
+    np.testing.assert_allclose(got[1], expected[1:2], atol=1e-6)  # floats scaled here, not in the oracle
 
 
 def test_constant_time_measures_its_pad_and_random_delays_answer(victim, victim_setup, expected):
