@@ -18,8 +18,11 @@ READY = "mexjax serve: listening on "
 
 
 def _server(app) -> uvicorn.Server:
-    # no Server header, no access log: nothing per request beyond the answer
-    config = uvicorn.Config(app, log_level="warning", access_log=False, server_header=False, lifespan="off")
+    # no Server header, no access log: nothing per request beyond the answer; log_config=None leaves the
+    # process's logging alone (uvicorn's own config binds handlers to the sys.stderr of that moment)
+    config = uvicorn.Config(
+        app, log_config=None, log_level="warning", access_log=False, server_header=False, lifespan="off"
+    )
     return uvicorn.Server(config)
 
 

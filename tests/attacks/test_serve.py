@@ -198,6 +198,22 @@ def test_budget_per_client(served, victim_setup):
     assert _post(served, serve.encode_npy(images[:1]), client="other").status_code == 200
 
 
+def test_a_stale_client_count_still_stops_at_the_servers(served, victim_setup, expected):
+    images = victim_setup[3]
+    with (
+        serve.RemoteOracle(served, client_id="twin") as first,
+        serve.RemoteOracle(served, client_id="twin") as second,
+    ):
+        first.query(images[: BUDGET - 3], timed=False)
+        assert second.remaining == BUDGET  # it has not heard of the first one's queries
+        with pytest.raises(oracle.BudgetExhausted) as caught:
+            second.query(images[:5])
+        np.testing.assert_array_equal(caught.value.answered.outputs, expected[:3])
+        assert second.remaining == 0
+    with pytest.raises(serve.RemoteError, match="X-Client-Id"):
+        serve.RemoteOracle(served, client_id="not valid")
+
+
 def test_steal_through_the_network(served, victim, victim_setup):
     """The unchanged attack code against the served victim; the evaluator holds the victim locally."""
     queries = victim_setup[3]
@@ -250,6 +266,15 @@ def test_load_test_counts_every_request(served, victim_setup):
     report = serve.load_test(served, victim_setup[3][:8], requests=24, concurrency=3, client_id="load")
     assert report["requests"] == report["answered"] == 24 and report["errors"] == {}
     assert 0 < report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"] and report["requests_per_s"] > 0
+
+
+def test_child_process_serves_a_saved_victim(victim_setup, expected, tmp_path):
+    net, variables, thresholds, images, _ = victim_setup
+    nets.save(tmp_path / "model", net, variables, thresholds=thresholds)
+    args = ["--checkpoint", str(tmp_path / "model"), "--budget", "5"]
+    with serve.child_process(args) as url, serve.RemoteOracle(url) as remote:
+        np.testing.assert_array_equal(remote.query(images[:2]).outputs, expected[:2])
+        assert remote.remaining == 3
 
 
 def test_serve_command_serves_a_saved_victim(victim_setup, expected, tmp_path, monkeypatch):
