@@ -245,15 +245,18 @@ def write_markdown(records: list[dict], scale: str) -> str:
         "true exits (balanced = mean per-exit recall; best rule = the best any time-threshold rule could do "
         "knowing the truth). Student: CLO (same label at the same exit as the victim) and fidelity (same "
         "label) on FashionMNIST test images and on natural images never queried (TinyImageNet val, the "
-        "query distribution), and its exit agreement with the victim there. Latency: one client sending "
-        "one image at a time; throughput: answers/s with several concurrent clients. FLOPs saved: the "
+        "query distribution), and its exit agreement with the victim there. Attacker's round trip: the "
+        "median over the queries of the fastest of their passes (the times the analysis reads). Latency "
+        "(a load test): one client sending one image at a time, one pass; throughput: answers/s with "
+        "several concurrent clients. FLOPs saved: the "
         "share of the full network's FLOPs that early "
         "exit still saves on the attacker's queries (padding and delays sleep, they compute nothing).",
         "",
         "| countermeasure | exits found / true | exit acc. | balanced | best rule (acc / bal.) | student "
-        "| CLO test / natural | fidelity test / natural | exit agr. natural | latency p50 / p95 (ms) "
-        "| vs none (p50) | throughput (answers/s) | FLOPs saved | load avg (before / after) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| CLO test / natural | fidelity test / natural | exit agr. natural | attacker's round trip (ms) "
+        "| latency p50 / p95 (ms) | vs none (p50) | throughput (answers/s) | FLOPs saved "
+        "| load avg (before / after) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = {row: i for i, row in enumerate(ROWS)}
     for r in sorted(records, key=lambda r: order.get(r["row"], 99)):
@@ -264,7 +267,8 @@ def write_markdown(records: list[dict], scale: str) -> str:
             f"| {r['exit_balanced_accuracy']:.3f} | {b['accuracy']:.3f} / {b['balanced_accuracy']:.3f} "
             f"| {r['student']} | {r['closeness']:.3f} / {r['closeness_queries']:.3f} "
             f"| {r['fidelity']:.3f} / {r['fidelity_queries']:.3f} | {r['exit_agreement_queries']:.3f} "
-            f"| {_ms(r['latency_p50_ms'])} / {_ms(r['latency_p95_ms'])} | {ratio} "
+            f"| {_ms(r['round_trip_ms_median'])} | {_ms(r['latency_p50_ms'])} / {_ms(r['latency_p95_ms'])} "
+            f"| {ratio} "
             f"| {r['throughput']:.0f} ({r['concurrency']} clients) | {r['flops_saved']:.1%} "
             f"| {r['load_before']} / {r['load_after']} |"
         )

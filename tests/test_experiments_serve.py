@@ -17,6 +17,7 @@ def _record(row, p50, exit_accuracy):
         "best_boundary": {"accuracy": 0.9, "balanced_accuracy": 0.8}, "student": "ours (timing)",
         "closeness": 0.25, "fidelity": 0.75, "closeness_queries": 0.5, "fidelity_queries": 0.625,
         "exit_agreement_queries": 0.125, "victim_accuracy": 0.8, "latency_p50_ms": p50,
+        "round_trip_ms_median": 1.25,
         "latency_p95_ms": 2 * p50, "throughput": 100.0, "concurrency": 4, "flops_saved": 0.375,
         "queries": 10, "passes": 3, "served_from": "child process", "load_before": 1.5, "load_after": 2.0,
         "machine": "test machine, no GPU",
