@@ -110,6 +110,29 @@ def _cmd_slowdown(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    from mexjax import nets, oracle, serve
+
+    net, variables, thresholds, _ = nets.load(args.checkpoint)
+    if thresholds is None:
+        raise SystemExit(f"{args.checkpoint} holds no thresholds: save the victim with its thresholds")
+    countermeasure = serve.Countermeasure(
+        kind=args.countermeasure, delay=args.delay, window=args.window, full_time=args.full_time
+    )
+    config = serve.ServeConfig(
+        budget=args.budget, max_batch=args.max_batch,
+        max_body_bytes=args.max_body_bytes, countermeasure=countermeasure, seed=args.seed,
+    )  # fmt: skip
+    # the served oracle's own budget is unbounded: each client has `--budget` queries
+    victim = oracle.Oracle(net, variables, thresholds, budget=sys.maxsize, output=args.output)
+    app = serve.create_app(victim, config)
+    cm = app.state.service.config.countermeasure
+    pad = f", pad {cm.full_time * 1e3:.3f} ms per image" if cm.kind == "constant" else ""
+    print(f"serving {args.checkpoint} ({args.output}; countermeasure {cm.kind}{pad})", file=sys.stderr)
+    serve.serve_forever(app, args.host, args.port)
+    return 0
+
+
 def _cmd_train_victim(args) -> int:
     from mexjax import victim
 
@@ -218,6 +241,32 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--seed", type=int, default=0)
     sd.add_argument("--quiet", action="store_true", help="no progress bars")
     sd.set_defaults(func=_cmd_slowdown)
+
+    sv = commands.add_parser(
+        "serve",
+        help="serve a saved victim over HTTP (real early exit per request, per-client budgets)",
+        description="Serve a model saved by train-victim. POST /v1/predict with an X-Client-Id header and "
+        "a body of Content-Type application/x-npy (a .npy array u8[N,H,W,C] or f32 in [0,1]) or one "
+        'image/png or image/jpeg image; answers {"probabilities": [[...]]} or {"labels": [...]}. '
+        "GET /health, GET /v1/budget. The exit index is never returned.",
+    )
+    sv.add_argument("--checkpoint", required=True, help="a model saved by train-victim (its model/ folder)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    sv.add_argument("--port", type=int, default=8000, help="0: any free port (printed once listening)")
+    sv.add_argument("--budget", type=int, default=10_000, help="queries (images) each client may send")
+    sv.add_argument("--output", default="probs", choices=["probs", "labels"])
+    sv.add_argument("--max-batch", type=int, default=64, help="images per request")
+    sv.add_argument("--max-body-bytes", type=int, default=4 * 2**20)
+    sv.add_argument(
+        "--countermeasure", default="none", choices=["none", "constant", "uniform", "exponential", "batch"]
+    )
+    sv.add_argument("--delay", type=float, default=0.0, help="uniform: maximum, exponential: mean (s)")
+    sv.add_argument("--window", type=float, default=0.0, help="batch: slot length (s)")
+    sv.add_argument(
+        "--full-time", type=float, default=None, help="constant: pad per image (s; default measured)"
+    )
+    sv.add_argument("--seed", type=int, default=0, help="of the random delays")
+    sv.set_defaults(func=_cmd_serve)
 
     info = commands.add_parser("data", help="load datasets (decoding and caching them) and describe them")
     info.add_argument("names", nargs="*", help="dataset names (default: all known)")
