@@ -32,10 +32,10 @@ from mexjax import data, nets, oracle, victim
 from mexjax.attacks import steal
 from mexjax.results import append_record, read_records
 
+NAMES = {"cifar10": "CIFAR-10 q75", "gtsrb": "GTSRB"}
 METHODS = ("fewcall", "knockoff", "full-data", "random-selection", "no-pseudo-labels")
 ABLATIONS = {"random-selection": dict(selection="random"), "no-pseudo-labels": dict(self_paced=False)}
 CALLS = (8, 16, 32, 64, 128)
-CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,12 +63,25 @@ PAPER = (
 
 
 def _victim(args):
+    """The SoK runner's VGG16 SDN of this scale (CIFAR-10), or the same recipe on GTSRB."""
     sok_scale = sok.SCALES[args.scale]
-    folder = Path(args.outputs) / "victims" / args.scale / f"sok_cifar10_vgg16_k{sok_scale.num_exits}"
-    net, variables, thresholds, _ = victim.load_or_train(
-        sok.victim_config("vgg16", sok_scale, args.data_dir), folder, progress=not args.quiet
-    )
+    name = f"sok_{args.dataset}_vgg16_k{sok_scale.num_exits}"
+    folder = Path(args.outputs) / "victims" / args.scale / name
+    config = dataclasses.replace(sok.victim_config("vgg16", sok_scale, args.data_dir), dataset=args.dataset)
+    net, variables, thresholds, _ = victim.load_or_train(config, folder, progress=not args.quiet)
     return net, variables, thresholds
+
+
+def _proxies(args, class_names, scale: Scale, pool: data.Dataset) -> data.Dataset:
+    if args.proxy_dir is not None:
+        return steal.folder_proxies(args.proxy_dir, class_names)
+    if args.dataset != "cifar10":
+        raise SystemExit(
+            f"[fewcall] {args.dataset} has no offline proxy source (TinyImageNet has no traffic signs): "
+            "pass --proxy-dir DIR with one folder of generated images per class (named after the class or "
+            "its index)"
+        )
+    return steal.pool_proxies(pool, class_names, per_class=scale.proxies_per_class, key=jax.random.key(3))
 
 
 def _pool(args) -> data.Dataset:
@@ -80,7 +93,10 @@ def _pool(args) -> data.Dataset:
 
 def run(args) -> Path:
     scale = SCALES[args.scale]
-    path = Path(args.results) / f"fewcall_{args.scale}.jsonl"
+    if args.dataset != "cifar10" and args.proxy_dir is None:
+        _proxies(args, (), scale, None)  # refuses before anything is loaded or trained
+    tag = args.scale if args.dataset == "cifar10" else f"{args.dataset}_{args.scale}"
+    path = Path(args.results) / f"fewcall_{tag}.jsonl"
     done = {(r["method"], r["calls_per_class"]) for r in read_records(path)}
     budgets = {"full-data": (0,), **dict.fromkeys(ABLATIONS, scale.ablation_calls)}
     cells = [(m, c) for m in args.methods for c in budgets.get(m, scale.calls)]
@@ -89,11 +105,12 @@ def run(args) -> Path:
         print(f"[fewcall] {m} x {c} calls/class: done, skipped")
     if todo:
         net, variables, thresholds = _victim(args)
-        test = data.load("cifar10", "test", data_dir=args.data_dir)
+        test = data.load(args.dataset, "test", data_dir=args.data_dir)
+        classes = test.num_classes
         if scale.test_images is not None:
             test = data.subset(test, jax.random.key(7), min(scale.test_images, len(test)))
         pool = _pool(args)
-        proxies = steal.pool_proxies(pool, CIFAR10, per_class=scale.proxies_per_class, key=jax.random.key(3))
+        proxies = _proxies(args, test.class_names, scale, pool)
         for method, calls in todo:
             config = steal.FewCallConfig(
                 calls_per_class=max(calls, 2),
@@ -104,19 +121,20 @@ def run(args) -> Path:
                 seed=args.seed,
                 **ABLATIONS.get(method, {}),
             )  # full-data reads only the student's arch and width from it
-            target = oracle.Oracle(net, variables, thresholds, budget=10 * calls)
+            target = oracle.Oracle(net, variables, thresholds, budget=classes * calls)
             started = time.perf_counter()
             if method == "fewcall" or method in ABLATIONS:
                 result = steal.few_call(target, proxies, config, progress=not args.quiet)
             elif method == "knockoff":
                 result = steal.knockoff_calls(
-                    target, pool.images, 10 * calls, config, progress=not args.quiet
+                    target, pool.images, classes * calls, config, progress=not args.quiet
                 )
             else:
                 result = _full_data(target, scale, config, args)
             record = dict(
                 method=method, calls_per_class=calls, calls=target.used, proxies=len(proxies),
-                proxies_per_class=len(proxies) // 10, student=f"{scale.arch} x{scale.width}",
+                proxies_per_class=len(proxies) // classes, dataset=args.dataset,
+                student=f"{scale.arch} x{scale.width}",
                 rounds=result.rounds, seconds=round(time.perf_counter() - started, 1),
                 **steal.evaluate_few_call(target, result, test.images, test.labels),
                 test_images=len(test), scale=args.scale, machine=victim.machine_description(),
@@ -126,20 +144,25 @@ def run(args) -> Path:
             print(f"[fewcall] {method} x {calls}: accuracy {record['accuracy']:.3f}, "
                   f"fidelity {record['fidelity']:.3f}")  # fmt: skip
     records = read_records(path)
-    path.with_suffix(".md").write_text(write_markdown(records, args.scale))
+    path.with_suffix(".md").write_text(write_markdown(records, args.scale, args.dataset))
     plot(records, path.with_suffix(".png"))
     return path
 
 
 def _full_data(target: oracle.Oracle, scale: Scale, config: steal.FewCallConfig, args):
     """The upper reference: the same student trained on victim-domain images with their true labels."""
-    train = data.load("cifar10", "train", data_dir=args.data_dir)
+    train = data.load(args.dataset, "train", data_dir=args.data_dir)
     if scale.full_data_images is not None:
         train = data.subset(train, jax.random.key(5), min(scale.full_data_images, len(train)))
     net = nets.build(
-        config.arch, num_classes=10, num_exits=1, width=config.width, input_shape=target.input_shape
+        config.arch,
+        num_classes=target.num_classes,
+        num_exits=1,
+        width=config.width,
+        input_shape=target.input_shape,
     )
-    targets = np.eye(10, dtype=np.float32)[train.labels]
+    train = victim.prepare(train, target.input_shape)
+    targets = np.eye(target.num_classes, dtype=np.float32)[train.labels]
     student = dataclasses.replace(config.student_config(), epochs=scale.full_data_epochs, batch_size=128)
     variables, _ = steal.train_student(
         net, np.asarray(train.images), targets, None, student, progress=not args.quiet
@@ -149,12 +172,12 @@ def _full_data(target: oracle.Oracle, scale: Scale, config: steal.FewCallConfig,
     )
 
 
-def write_markdown(records: list[dict], scale: str) -> str:
+def write_markdown(records: list[dict], scale: str, dataset: str = "cifar10") -> str:
     machines = sorted({r["machine"] for r in records})
     by = {(r["method"], r["calls_per_class"]): r for r in records}
     full = by.get(("full-data", 0))
     lines = [
-        f"# Few-call stealing of a CIFAR-10 q75 VGG16 SDN victim ({scale} scale)",
+        f"# Few-call stealing of a {NAMES.get(dataset, dataset)} VGG16 SDN victim ({scale} scale)",
         "",
         f"Written by `experiments/fewcall.py --scale {scale}` from `fewcall_{scale}.jsonl`. Machine: "
         f"{'; '.join(machines) or '-'}. Accuracy: the student on CIFAR-10 test images; fidelity: agreement "
@@ -172,8 +195,8 @@ def write_markdown(records: list[dict], scale: str) -> str:
         delta = f"{100 * (few['accuracy'] - knock['accuracy']):+.1f}" if few and knock else ""
         kept = f"{few['rounds'][-1]['pseudo_kept']} / {few['rounds'][-1]['pseudo_proposed']}" if few else ""
         lines.append(
-            f"| {calls} | {10 * calls} | {cell(few, 'accuracy')} | {cell(knock, 'accuracy')} | {delta} "
-            f"| {cell(few, 'fidelity')} | {cell(knock, 'fidelity')} | {kept} |"
+            f"| {calls} | {(few or knock)['calls']} | {cell(few, 'accuracy')} | {cell(knock, 'accuracy')} "
+            f"| {delta} | {cell(few, 'fidelity')} | {cell(knock, 'fidelity')} | {kept} |"
         )
     ablations = sorted((r for r in records if r["method"] in ABLATIONS), key=lambda r: r["calls_per_class"])
     if ablations:
@@ -226,6 +249,12 @@ def main(argv=None) -> None:
     parser = runner_parser(__doc__, SCALES)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataset", choices=sorted(NAMES), default="cifar10", help="the victim's data")
+    parser.add_argument(
+        "--proxy-dir",
+        default=None,
+        help="proxies <class>/<image> (default for CIFAR-10: TinyImageNet mapped)",
+    )
     path = run(parser.parse_args(argv))
     print(path.with_suffix(".md").read_text())
 

@@ -3,12 +3,13 @@
 import pytest
 
 from experiments import fewcall as runner
+from tests.data.makers import write_image_folder
 
 
 def _record(method, calls, accuracy, fidelity=0.5, kept=(3, 40)):
     rounds = [dict(round=1, calls=5 * calls, pseudo_proposed=kept[1], pseudo_kept=kept[0])]
-    return dict(method=method, calls_per_class=calls, accuracy=accuracy, fidelity=fidelity, rounds=rounds,
-                victim_accuracy=0.6, student="halfalexnet x0.5", machine="m")  # fmt: skip
+    return dict(method=method, calls_per_class=calls, calls=10 * calls, accuracy=accuracy, fidelity=fidelity,
+                rounds=rounds, victim_accuracy=0.6, student="halfalexnet x0.5", machine="m")  # fmt: skip
 
 
 def test_markdown_and_plot_compare_few_call_with_knockoff(tmp_path):
@@ -21,6 +22,12 @@ def test_markdown_and_plot_compare_few_call_with_knockoff(tmp_path):
     assert "| 8 | random-selection | 28.0 | 50.0 | 31.0 |" in table
     runner.plot(records, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").stat().st_size > 10_000
+
+
+def test_a_dataset_without_offline_proxies_needs_a_proxy_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="gtsrb has no offline proxy source.*--proxy-dir"):
+        runner.main(["--dataset", "gtsrb", "--scale", "tiny", "--results", str(tmp_path)])
+    assert not list(tmp_path.iterdir())  # refused before anything was trained or written
 
 
 @pytest.mark.slow  # covered by the committed cpu-scale results (experiments/results/fewcall_cpu.*)
@@ -40,3 +47,19 @@ def test_fewcall_runner_at_tiny_scale_writes_and_resumes(tmp_path, shared_data, 
     capsys.readouterr()
     runner.main(argv)
     assert "fewcall x 2 calls/class: done, skipped" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # the GTSRB path at tiny scale, with a generated proxy folder
+def test_fewcall_runner_on_gtsrb_with_a_proxy_folder(tmp_path, shared_data):
+    del shared_data
+    proxies = tmp_path / "proxies"
+    write_image_folder(proxies, {"x": {f"{c:05d}": 4 for c in range(43)}}, size=(32, 32))
+    runner.main(["--dataset", "gtsrb", "--scale", "tiny", "--methods", "fewcall", "--quiet",
+                 "--proxy-dir", str(proxies / "x"), "--results", str(tmp_path / "res"),
+                 "--outputs", str(tmp_path / "out")])  # fmt: skip
+    records = runner.read_records(tmp_path / "res" / "fewcall_gtsrb_tiny.jsonl")
+    assert [(r["calls_per_class"], r["calls"], r["proxies"]) for r in records] == [
+        (2, 86, 172),
+        (4, 172, 172),
+    ]
+    assert "GTSRB VGG16 SDN victim" in (tmp_path / "res" / "fewcall_gtsrb_tiny.md").read_text()
