@@ -15,7 +15,7 @@ export MEXJAX_REQUIRE_DATA=${MEXJAX_REQUIRE_DATA:-1}
 set +e
 # Tests marked slow are covered by a committed experiment run and stay out of the default run;
 # `bash scripts/test.sh -m slow` runs them (the last -m wins).
-.venv/bin/python -m pytest -m "not slow" "$@"
+.venv/bin/python -m pytest -m "not slow" --durations=15 "$@"
 rc=$?
 set -e
 if [ "$rc" = 5 ]; then
