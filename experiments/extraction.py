@@ -14,6 +14,7 @@ rewritten with each cell's difference to plain QAT, the paper's comparison.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 import time
@@ -73,14 +74,16 @@ def defended_victims(scale_name: str, names, args) -> dict:
 
     def quantized(kind: str):
         if kind not in made:
-            saved = outputs / "extraction" / scale_name / kind
+            saved = outputs / "extraction" / scale_name / kind.replace(":", "_")
             if (saved / "done").exists():
                 qnet, qvars, _, _ = nets.load(saved / "model")
             elif kind == "ptq":
                 qnet = nets.quantize(net)
                 qvars = nets.calibrate(qnet, variables, tune.images[:512])
             else:
-                alpha = scale.alpha if kind == "divqat" else 0.0
+                alpha = (
+                    0.0 if kind == "qat" else scale.alpha if kind == "divqat" else float(kind.split(":")[1])
+                )
                 qnet, qvars, _ = defenses.divqat(
                     net, variables, tune, config, alpha=alpha, progress=not args.quiet,
                     workdir=saved / "run",
@@ -141,6 +144,22 @@ def run(args) -> Path:
     return path
 
 
+def defense_name(name: str) -> str:
+    """A defense of DEFENSES, or `divqat:ALPHA` (optionally +rs / +dcp): the alpha sweep."""
+    model, _, output = name.partition("+")
+    if name in DEFENSES:
+        return name
+    if model.startswith("divqat:") and output in ("", "rs", "dcp"):
+        try:
+            if float(model.split(":", 1)[1]) >= 0:
+                return name
+        except ValueError:
+            pass
+    raise argparse.ArgumentTypeError(
+        f"unknown defense {name!r}: choose from {', '.join(DEFENSES)} or divqat:ALPHA (ALPHA >= 0)"
+    )
+
+
 def write_markdown(records: list[dict], scale: str) -> str:
     machines = sorted({r["machine"] for r in records})
     lines = [
@@ -172,7 +191,10 @@ def write_markdown(records: list[dict], scale: str) -> str:
 
 def main(argv=None) -> None:
     parser = runner_parser(__doc__, SCALES)
-    parser.add_argument("--defenses", nargs="+", default=list(DEFENSES), choices=DEFENSES)
+    parser.add_argument(
+        "--defenses", nargs="+", default=list(DEFENSES), type=defense_name,
+        help=f"any of {', '.join(DEFENSES)}, or divqat:ALPHA[+dcp|+rs] for another DivQAT alpha",
+    )  # fmt: skip
     parser.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
     path = run(parser.parse_args(argv))
     print(path.with_suffix(".md").read_text())

@@ -1,5 +1,7 @@
 """The DivQAT comparison runner (experiments/extraction.py) at tiny scale on the real offline data."""
 
+import argparse
+
 import pytest
 
 from experiments import extraction as runner
@@ -32,3 +34,17 @@ def test_markdown_compares_with_qat():
     ]
     table = runner.write_markdown(records, "cpu")
     assert "| divqat | dfme | 79.0 | 45.0 | 50.0 | -1.0 | -15.0 | +0.0 |" in table
+
+
+def test_defense_names_include_an_alpha_sweep(capsys):
+    assert runner.defense_name("divqat+dcp") == "divqat+dcp"
+    assert (
+        runner.defense_name("divqat:1.5") == "divqat:1.5"
+        and runner.defense_name("divqat:0+rs") == "divqat:0+rs"
+    )
+    for bad in ("divqat:-1", "divqat:x", "qat:0.5", "divqat:1+jpeg", "nothing"):
+        with pytest.raises(argparse.ArgumentTypeError, match="unknown defense"):
+            runner.defense_name(bad)
+    with pytest.raises(SystemExit):
+        runner.main(["--defenses", "divqat:-1"])
+    assert "unknown defense 'divqat:-1'" in capsys.readouterr().err
