@@ -59,6 +59,7 @@ def test_synthesis_moves_the_student_towards_its_targets(victim_setup):
     assert kl(tuned) < 0.5 * kl(start)  # same start and targets: the optimization is what helped
 
 
+@pytest.mark.slow  # ES Attack's rounds are covered by the committed Table 1 cpu cells (steal_table1_cpu.*)
 def test_es_attack_rounds_spend_the_budget(victim_setup, tmp_path):
     victim = tiny_oracle(victim_setup)
     esa = steal.ESAConfig(rounds=3, steps=5, epochs_per_round=1, synth_batch=32)
