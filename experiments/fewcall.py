@@ -28,7 +28,7 @@ if __package__ in (None, ""):  # run as a script: the repository root holds the 
 
 from experiments import slowdown as sok
 from experiments.cli import runner_parser
-from mexjax import data, nets, oracle, victim
+from mexjax import data, oracle, victim
 from mexjax.attacks import steal
 from mexjax.results import append_record, read_records
 
@@ -72,15 +72,19 @@ def _victim(args):
     return net, variables, thresholds
 
 
-def _proxies(args, class_names, scale: Scale, pool: data.Dataset) -> data.Dataset:
-    if args.proxy_dir is not None:
-        return steal.folder_proxies(args.proxy_dir, class_names)
-    if args.dataset != "cifar10":
+def _require_proxy_source(args) -> None:
+    """Refuse, before anything is loaded or trained, a dataset that has no offline proxies."""
+    if args.dataset != "cifar10" and args.proxy_dir is None:
         raise SystemExit(
             f"[fewcall] {args.dataset} has no offline proxy source (TinyImageNet has no traffic signs): "
             "pass --proxy-dir DIR with one folder of generated images per class (named after the class or "
             "its index)"
         )
+
+
+def _proxies(args, class_names, scale: Scale, pool: data.Dataset) -> data.Dataset:
+    if args.proxy_dir is not None:
+        return steal.folder_proxies(args.proxy_dir, class_names)
     return steal.pool_proxies(pool, class_names, per_class=scale.proxies_per_class, key=jax.random.key(3))
 
 
@@ -93,8 +97,7 @@ def _pool(args) -> data.Dataset:
 
 def run(args) -> Path:
     scale = SCALES[args.scale]
-    if args.dataset != "cifar10" and args.proxy_dir is None:
-        _proxies(args, (), scale, None)  # refuses before anything is loaded or trained
+    _require_proxy_source(args)
     tag = args.scale if args.dataset == "cifar10" else f"{args.dataset}_{args.scale}"
     path = Path(args.results) / f"fewcall_{tag}.jsonl"
     done = {(r["method"], r["calls_per_class"]) for r in read_records(path)}
@@ -154,13 +157,7 @@ def _full_data(target: oracle.Oracle, scale: Scale, config: steal.FewCallConfig,
     train = data.load(args.dataset, "train", data_dir=args.data_dir)
     if scale.full_data_images is not None:
         train = data.subset(train, jax.random.key(5), min(scale.full_data_images, len(train)))
-    net = nets.build(
-        config.arch,
-        num_classes=target.num_classes,
-        num_exits=1,
-        width=config.width,
-        input_shape=target.input_shape,
-    )
+    net = config.student(target.num_classes, target.input_shape)
     train = victim.prepare(train, target.input_shape)
     targets = np.eye(target.num_classes, dtype=np.float32)[train.labels]
     student = dataclasses.replace(config.student_config(), epochs=scale.full_data_epochs, batch_size=128)

@@ -18,6 +18,7 @@ from PIL import Image
 from tests.data.makers import write_fashion_mnist, write_image_folder
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+TINY_VICTIM = {"VICTIM_IMAGES": 64, "VICTIM_EPOCHS": 1, "VICTIM_EXITS": 3, "VICTIM_WIDTH": 0.125}
 
 
 def _with_parameters(nb, values: dict):
@@ -96,10 +97,7 @@ def test_steal_multiexit_notebook(tmp_path, monkeypatch):
     tiny = {
         "DATA_DIR": str(data_dir),
         "OUT_DIR": str(out_dir),
-        "VICTIM_IMAGES": 64,
-        "VICTIM_EPOCHS": 1,
-        "VICTIM_EXITS": 3,
-        "VICTIM_WIDTH": 0.125,
+        **TINY_VICTIM,
         "THRESHOLD": "spread",  # a barely trained victim is never confident: share the exits out
         "QUERIES": 64,
         "TIMING": "simulated",
@@ -141,10 +139,7 @@ def test_slowdown_notebook(tmp_path, monkeypatch):
     tiny = {
         "DATA_DIR": str(data_dir),
         "OUT_DIR": str(out_dir),
-        "VICTIM_IMAGES": 64,
-        "VICTIM_EPOCHS": 1,
-        "VICTIM_EXITS": 3,
-        "VICTIM_WIDTH": 0.125,
+        **TINY_VICTIM,
         "TEST_IMAGES": 16,
         "STEPS": 2,
         "UNIVERSAL_IMAGES": 32,
@@ -181,10 +176,7 @@ def test_fewcall_notebook(tmp_path, monkeypatch):
     tiny = {
         "DATA_DIR": str(data_dir),
         "OUT_DIR": str(out_dir),
-        "VICTIM_IMAGES": 64,
-        "VICTIM_EPOCHS": 1,
-        "VICTIM_EXITS": 3,
-        "VICTIM_WIDTH": 0.125,
+        **TINY_VICTIM,
         "PROXY_DIR": str(proxy_dir / "x"),
         "CALLS": [4],  # one point: each budget trains two students (compiling dominates at this size)
         "STUDENT_WIDTH": 0.125,

@@ -171,6 +171,7 @@ def test_few_call_steals_the_toy_victim_within_its_calls(toy_victim):
     config = steal.FewCallConfig(calls_per_class=6, rounds=2, k=3, **FAST)
     result = steal.few_call(victim, proxies, config, progress=False)
     assert victim.used == 24 and result.queries_used == 24 and len(set(result.queried.tolist())) == 24
+    assert result.net.spec.arch == "halfalexnet" and result.net.num_exits == 1  # config.student(...)
     assert np.bincount(proxies.labels[result.queried]).tolist() == [6, 6, 6, 6]
     assert [r["calls"] for r in result.rounds] == [12, 12]
     assert result.rounds[0]["pseudo_proposed"] == 160 - 12 and 0 < result.rounds[-1]["pseudo_kept"] <= 136

@@ -57,6 +57,12 @@ class FewCallConfig:
         if self.sigma is not None and not self.sigma > 0:
             raise ValueError(f"sigma must be positive; got {self.sigma}")
 
+    def student(self, num_classes: int, input_shape) -> nets.MultiExitNet:
+        """The attacker's single-exit student for a victim with these classes and input shape."""
+        return nets.build(
+            self.arch, num_classes=num_classes, num_exits=1, width=self.width, input_shape=input_shape
+        )
+
     def student_config(self) -> StealConfig:
         return StealConfig(
             arch=self.arch, width=self.width, num_exits=1, use_timing=False, epochs=self.epochs,
@@ -77,10 +83,10 @@ class FewCallResult:
     method: str = "fewcall"
 
 
-@jax.jit
-def _centroid_distances(latents, classes, num_classes_onehot):
+@functools.partial(jax.jit, static_argnames="num_classes")
+def _centroid_distances(latents, classes, *, num_classes: int):
     """‖z - μ_c‖ of every proxy to its own class's centroid."""
-    onehot = num_classes_onehot[classes]  # [N, C]
+    onehot = jax.nn.one_hot(classes, num_classes, dtype=latents.dtype)  # [N, C]
     counts = jnp.maximum(onehot.sum(0), 1.0)
     centroids = (onehot.T @ latents) / counts[:, None]
     return jnp.linalg.norm(latents - centroids[classes], axis=-1)
@@ -92,7 +98,7 @@ def selection_weights(latents, classes, num_classes: int, sigma: float | None = 
     σ_c: `sigma`, or the class's median distance to its centroid (scale-free default)."""
     latents = jnp.asarray(latents, jnp.float32)
     classes = jnp.asarray(classes, jnp.int32)
-    dist = np.asarray(_centroid_distances(latents, classes, jnp.eye(num_classes, dtype=jnp.float32)))
+    dist = np.asarray(_centroid_distances(latents, classes, num_classes=num_classes))
     if sigma is None:
         scale = np.ones(num_classes)
         for c in range(num_classes):
@@ -197,9 +203,7 @@ def few_call(
     check_budget(victim, num_classes, config.calls_per_class * num_classes)
     images = _fit(proxies.images, victim.input_shape)
     classes = np.asarray(proxies.labels)
-    student = nets.build(
-        config.arch, num_classes=num_classes, num_exits=1, width=config.width, input_shape=victim.input_shape
-    )
+    student = config.student(num_classes, victim.input_shape)
     key = jax.random.key(config.seed)
     key, init_key = jax.random.split(key)
     variables = student.init(init_key)
@@ -274,13 +278,7 @@ def knockoff_calls(
     chosen = np.sort(data.permutation(pick, len(pool_images))[:calls]).astype(np.int32)
     images = _fit(np.asarray(pool_images)[chosen], victim.input_shape)
     outputs, exhausted = _ask(victim, images)
-    student = nets.build(
-        config.arch,
-        num_classes=victim.num_classes,
-        num_exits=1,
-        width=config.width,
-        input_shape=victim.input_shape,
-    )
+    student = config.student(victim.num_classes, victim.input_shape)
     epochs = 2 * config.rounds * config.epochs
     variables, _ = train_student(
         student, images[: len(outputs)], _targets(outputs, victim.num_classes), None,
