@@ -1,17 +1,17 @@
 """Timing-leak countermeasures of a served victim (METHODS §7): what each buys and what it costs.
 
-    .venv/bin/python experiments/serve.py --scale cpu      # FashionMNIST ResNet56 victim, ~12 min on 2 cores
+    .venv/bin/python experiments/serve.py --scale cpu      # FashionMNIST VGG16 victim, ~40 min on 2 cores
     .venv/bin/python experiments/serve.py --scale tiny     # for the tests
 
-The victim (a 4-exit FashionMNIST ResNet56 SDN at cpu scale) is served by `python -m mexjax serve` in a
-child process (a background thread at tiny scale) under each countermeasure: none, constant-time
-answers (padded to the full network's measured time), uniform and exponential random delays, and
-answers in time slots. The attacker, in this process, sends TinyImageNet images one per request over
-loopback HTTP (`serve.RemoteOracle`, fastest of `passes` round trips), reads the exits from the round
-trips (`exits.estimate_exits`) and steals a student with the unchanged attack code (`steal.steal`; when
-the timing shows one exit only, the plain copy without timing with `FALLBACK_EXITS` exits, the
-attacker's guess). The evaluator, apart, loads the same checkpoint to know the true exits and score
-the student (CLO, fidelity) on FashionMNIST test images. The victim's cost: latency p50/p95 of one
+The victim (a 3-exit full-width FashionMNIST VGG16 SDN at cpu scale) is served by `python -m mexjax
+serve` in a child process (a background thread at tiny scale) under each countermeasure: none,
+constant-time answers (padded to the full network's measured time), uniform and exponential random
+delays, and answers in time slots. The attacker, in this process, sends TinyImageNet images one per
+request over loopback HTTP (`serve.RemoteOracle`, fastest of `passes` round trips), reads the exits from
+the round trips (`exits.estimate_exits`) and steals a student with the unchanged attack code
+(`steal.steal`; when the timing shows one exit only, the plain copy without timing with `FALLBACK_EXITS`
+exits, the attacker's guess). The evaluator, apart, loads the same checkpoint to know the true exits and
+score the student (CLO, fidelity) on FashionMNIST test images. The victim's cost: latency p50/p95 of one
 client, throughput with several concurrent clients (short bounded load tests) and the FLOPs early exit
 still saves. Each row is appended to experiments/results/serve_countermeasures_<scale>.jsonl (reruns
 skip it) with the load average, and the Markdown table beside it is rewritten.
@@ -48,6 +48,7 @@ class Scale:
     queries: int  # distinct query images (the attacker's budget is queries x passes)
     passes: int
     student_arch: str
+    student_width: float
     student_epochs: int
     test_images: int
     load_requests: int  # per load test (one client for latency, `concurrency` for throughput)
@@ -62,13 +63,15 @@ SCALES = {
         victim.VictimConfig(arch="vgg16", dataset="fashion_mnist", num_exits=3, width=0.125, epochs=1,
                             batch_size=32, learning_rate=0.03, milestones=(0.75,), held_out=64,
                             train_subset=512),
-        48, 2, "vgg16", 1, 64, 24, 2, 0.004, 0.01, False,
+        48, 2, "vgg16", 0.125, 1, 64, 24, 2, 0.004, 0.01, False,
     ),
+    # full width: at batch 1 its exits answer ~1.5 / 6 / 42 ms apart on 2 cores, wider gaps than the
+    # ~1 ms jitter of a loopback HTTP round trip (the width-1/4 nets' exits are ~1 ms apart: lost in it)
     "cpu": Scale(
-        victim.VictimConfig(arch="resnet56", dataset="fashion_mnist", num_exits=4, width=0.25, epochs=3,
+        victim.VictimConfig(arch="vgg16", dataset="fashion_mnist", num_exits=3, width=1.0, epochs=2,
                             batch_size=128, learning_rate=0.03, milestones=(0.75,), held_out=1000,
-                            train_subset=8000),
-        800, 4, "vgg16", 6, 300, 150, 4, 0.004, 0.01, True,
+                            train_subset=4000),
+        800, 4, "vgg16", 0.5, 6, 300, 150, 4, 0.01, 0.02, True,
     ),
 }  # fmt: skip
 
@@ -185,8 +188,9 @@ def run_row(row: str, scale_name: str, setting: dict, model_dir: Path, progress:
 
 def _steal(recorded: Recorded, queries, setting: dict, scale: Scale, progress: bool):
     """The attack on the recorded answers; the plain copy when the timing shows a single exit."""
-    config = steal.StealConfig(arch=scale.student_arch, width=setting["width"], epochs=scale.student_epochs,
-                               passes=scale.passes)  # fmt: skip
+    config = steal.StealConfig(
+        arch=scale.student_arch, width=scale.student_width, epochs=scale.student_epochs, passes=scale.passes
+    )
     try:
         return steal.steal(recorded, queries, config, progress=progress), "ours (timing)"
     except ValueError as err:
@@ -205,7 +209,7 @@ def make_setting(scale_name: str, args) -> tuple[dict, Path]:
         Path(args.outputs)
         / "victims"
         / scale_name
-        / f"serve_{config.dataset}_{config.arch}_k{config.num_exits}"
+        / f"serve_{config.dataset}_{config.arch}_w{config.width:g}_k{config.num_exits}"
     )
     net, variables, thresholds, _ = victim.load_or_train(config, out, progress=not args.quiet)
     pool = data.load("tinyimagenet", "train", data_dir=args.data_dir)
@@ -219,7 +223,6 @@ def make_setting(scale_name: str, args) -> tuple[dict, Path]:
         "test": test,
         "held_out": np.asarray(data.to_input_shape(held.images, net.input_shape)),
         "evaluator": oracle.Oracle(net, variables, thresholds, budget=0),  # true exits and CLO only
-        "width": config.width,
     }
     return setting, out / "model"
 
@@ -237,9 +240,8 @@ def write_markdown(records: list[dict], scale: str) -> str:
         f"Written by `experiments/serve.py --scale {scale}` from `serve_countermeasures_{scale}.jsonl`. "
         f"Machine: {'; '.join(machines) or '-'}. The victim is served on loopback HTTP from a "
         f"{records[0]['served_from'] if records else '-'} of the runner (a child process runs "
-        "`python -m mexjax serve`); the attacker's clock runs in the runner. The machine is shared with "
-        "another long experiment: timings are noisy; the load average before and after each row is in "
-        "the last column.",
+        "`python -m mexjax serve`); the attacker's clock runs in the runner. The load average before and "
+        "after each row is in the last column (other work on the machine adds timing noise).",
         "",
         "Exit prediction: the KDE analysis of the attacker's round trips (fastest of the passes) against the "
         "true exits (balanced = mean per-exit recall; best rule = the best any time-threshold rule could do "

@@ -39,7 +39,7 @@ def test_markdown_shows_every_row_and_its_cost_against_none():
     markdown = runner.write_markdown(records, "cpu")
     lines = [line for line in markdown.splitlines() if line.startswith("| ")]
     assert lines[1].startswith("| none |") and "| 1.00x |" in lines[1] and "| 0.990 |" in lines[1]
-    assert lines[2].startswith("| time slots of 10 ms |") and "| 4.00x |" in lines[2]
+    assert lines[2].startswith("| time slots of 20 ms |") and "| 4.00x |" in lines[2]
     assert (
         "| 0.250 / 0.500 | 0.750 / 0.625 | 0.125 |" in lines[2]
         and "| 37.5% |" in lines[2]
