@@ -82,6 +82,22 @@ def run(
     return summary
 
 
+def train_or_set_aside(config, victim_dir: Path) -> dict:
+    """Train (or resume) the demo's victim in victim_dir. A run there from other settings or another
+    version of the network (its checkpoint does not fit) is moved aside, not deleted, and the victim is
+    trained afresh: a rerun after an update must not stop on its own cache."""
+    from mexjax import victim
+    from mexjax.checkpoint import CheckpointError
+
+    try:
+        return victim.train_victim(config, victim_dir)
+    except CheckpointError as err:
+        aside = victim_dir.with_name(f"{victim_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+        victim_dir.rename(aside)
+        print(f"[demo] {err}: moved it to {aside} and training the victim afresh")
+        return victim.train_victim(config, victim_dir)
+
+
 def _victim_part(out_dir: Path, data_dir, seed: int, images: int, epochs: int) -> dict:
     """Train a narrow VGG16-SDN on a FashionMNIST subset and run real early exit on it."""
     from mexjax import victim
@@ -103,7 +119,7 @@ def _victim_part(out_dir: Path, data_dir, seed: int, images: int, epochs: int) -
         data_dir=data_dir,
     )
     print(f"[demo] victim: a 6-exit VGG16-SDN (width 1/4) on {images} FashionMNIST images, {epochs} epochs")
-    result = victim.train_victim(config, out_dir / "victim")
+    result = train_or_set_aside(config, out_dir / "victim")
     net, variables, thresholds, _ = nets.load(out_dir / "victim" / "model")
     test = data.load("fashion_mnist", "test", data_dir=data_dir)
     sample = victim.prepare(test.take(np.arange(min(200, len(test)))), net.input_shape)

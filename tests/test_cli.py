@@ -90,3 +90,27 @@ def test_slowdown_command(tmp_path, cache_dir, capsys):
     assert (out / "efficacy.png").stat().st_size > 1000 and "attacked" in capsys.readouterr().out
     assert cli.main([*argv, "--defense", "jpeg75", "--norm", "universal", "--steps", "1"]) == 0
     assert json.loads((out / "result.json").read_text())["defense"] == "jpeg75"
+
+
+def test_demo_sets_a_stale_victim_aside(tmp_path, monkeypatch, capsys):
+    from mexjax import demo, victim
+    from mexjax.checkpoint import CheckpointError
+
+    victim_dir = tmp_path / "victim"
+    (victim_dir / "run").mkdir(parents=True)
+    (victim_dir / "run" / "metrics.jsonl").write_text("old run\n")
+    calls = []
+
+    def train(config, out_dir):  # the first call meets the stale checkpoint, the second trains afresh
+        calls.append(out_dir)
+        if len(calls) == 1:
+            raise CheckpointError(f"{out_dir}/run holds a run with another spec")
+        assert not out_dir.exists()  # the stale run is out of the way
+        return {"trained": config}
+
+    monkeypatch.setattr(victim, "train_victim", train)
+    assert demo.train_or_set_aside("config", victim_dir) == {"trained": "config"}
+    assert calls == [victim_dir, victim_dir]
+    (aside,) = tmp_path.glob("victim.stale-*")
+    assert (aside / "run" / "metrics.jsonl").read_text() == "old run\n"  # kept, not deleted
+    assert "another spec" in capsys.readouterr().out
