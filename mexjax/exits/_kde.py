@@ -13,7 +13,10 @@ outliers (timing noise) form small spurious humps. The estimator here therefore
      hold enough queries (`min_count`), merging the weakest boundary first;
   4. merges humps that do not stand out of the local background of scattered slow outliers (a Poisson
      test of each hump's core), and humps much wider than the typical spread, into the exit on their
-     left, in one pass each.
+     left, in one pass each;
+  5. only when a hump left is much wider (`overlap` x) than the spread a finer split sees, i.e. noise
+     made neighbouring exits overlap with no density minimum between them (about 3 spreads apart),
+     re-reads the humps as a mixture of exits of one noise shape (`_mixture`: a BIC search, ~1 s).
 Exits are numbered 0, 1, ... in order of time; an exit no query reaches cannot be seen.
 """
 
@@ -27,6 +30,8 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from mexjax.exits import _mixture
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 
@@ -214,6 +219,7 @@ def estimate_exits(
     separation: float = 2.5,
     significance: float = 4.0,
     max_spread: float = 2.5,
+    overlap: float | None = 1.5,
     return_boundaries: bool = False,
 ):
     """Estimate each query's exit from its response time.
@@ -232,6 +238,8 @@ def estimate_exits(
         scattered slow outliers, else it merges into the hump on its left.
       max_spread: a hump wider than max_spread x the typical spread is scattered slow outliers, not
         an exit: it merges into the hump on its left.
+      overlap: a hump wider than overlap x the spread of a finer split holds overlapping exits: the
+        mixture step (5 in the module docstring) re-reads them; None skips that step.
 
     Returns (exit_ids int32[N] 0-based, num_exits) [+ boundaries in runtime units].
     A single hump is reported with a warning and num_exits = 1.
@@ -253,6 +261,8 @@ def estimate_exits(
         cuts = _boundaries(x, grid, density, dip, min_count, separation * spread)
         cuts = _drop_insignificant(x, cuts, spread, min_count, significance)
         cuts = _merge_scattered(x, cuts, spread, max_spread)
+        if overlap is not None:
+            cuts = _resolve_overlaps(x, cuts, min_count, overlap)
     else:
         cuts = _boundaries(x, grid, density, min(dip, 0.5), min_count)
     exit_ids = np.searchsorted(np.asarray(cuts), x, side="right").astype(np.int32)
@@ -264,6 +274,20 @@ def estimate_exits(
         )
     bounds = [float(np.exp(c)) if log else c for c in cuts]
     return (exit_ids, len(cuts) + 1, bounds) if return_boundaries else (exit_ids, len(cuts) + 1)
+
+
+def _resolve_overlaps(x: np.ndarray, cuts: list[float], min_count: int, overlap: float) -> list[float]:
+    """When timing noise makes neighbouring exits overlap (about 3 spreads apart), the density has no
+    minimum between them and the rules above merge them: a hump then is much wider than the spread
+    that a finer split sees. Only then the humps are re-read as a mixture of exits of one noise shape
+    (`_mixture.refine`, slower), starting from the humps found here."""
+    fine = _within_hump_spread(x, 0.25 * rule_of_thumb(x, "silverman"), 0.7, min_count)
+    labels = np.searchsorted(np.asarray(cuts), x, side="right")
+    widths = [_robust_sd(x[labels == k]) for k in range(len(cuts) + 1)]
+    if not fine > 0 or max(widths) <= overlap * fine:
+        return cuts
+    centers = [float(np.median(x[labels == k])) for k in range(len(cuts) + 1)]
+    return _mixture.refine(x, centers, fine, min_count)[0]
 
 
 def _robust_sd(values: np.ndarray) -> float:
