@@ -218,7 +218,9 @@ def test_binned_kde_integrates_to_one_and_compiles_once():
 
 # runs of Table 2 at load 1.1-1.4: the exits overlap (the best time thresholds, chosen knowing the true
 # exits, score 0.92-0.96) and the density shows no minimum between some of them
-NOISY = sorted((Path(__file__).parents[2] / "experiments" / "results" / "timing").glob("arch=*.npz"))
+NOISY = sorted(
+    (Path(__file__).parents[2] / "experiments" / "results" / "timing").glob("arch=*_20261125-*.npz")
+)
 
 
 @pytest.mark.parametrize("path", NOISY, ids=lambda p: p.name.split("_")[0])
