@@ -110,10 +110,28 @@ def _grid_logpdf(params, grid, active, sigma_range):
     return jnp.where(active[None, :], comp, -jnp.inf), log_w[-1]
 
 
+def _padded(mu, log_sigma, log_weight, tau: float, rho: float) -> tuple[dict, jax.Array]:
+    """Parameters of K exits (log weights [K], the background's appended) padded to MAX_COMPONENTS, and
+    the mask of the active ones: one shape for every K, so each jitted function compiles once."""
+    k = len(mu)
+    pad = MAX_COMPONENTS - k
+    params = {
+        "mu": jnp.asarray(np.pad(mu, (0, pad)), jnp.float32),
+        "log_sigma": jnp.asarray(np.pad(log_sigma, (0, pad)), jnp.float32),
+        "logits": jnp.asarray(
+            np.concatenate([np.pad(log_weight[:k], (0, pad)), log_weight[k:]]), jnp.float32
+        ),
+        "log_tau": jnp.float32(math.log(tau)),
+        "logit_rho": jnp.float32(math.log(rho / (1 - rho))),
+    }
+    return params, jnp.asarray(np.arange(MAX_COMPONENTS) < k)
+
+
 class _Fitter:
     """Fits mixtures with given component locations to one sample (binned once)."""
 
     def __init__(self, u: np.ndarray, min_count: int):
+        self.samples = u
         self.n = u.size
         self.lo, self.hi = float(u.min()), float(u.max())
         # the likelihood of the samples binned finely (bins of <= 1/16 of the pooled spread, or _BINS
@@ -121,8 +139,8 @@ class _Fitter:
         bins = max(_BINS, int(min((self.hi - self.lo) * 16, 1 << 16)))
         bins = 1 << math.ceil(math.log2(bins))
         counts, edges = np.histogram(u, bins=bins, range=(self.lo, self.hi + 1e-6))
-        self.u = jnp.asarray(0.5 * (edges[:-1] + edges[1:]), jnp.float32)
-        self.weight = jnp.asarray(counts, jnp.float32)
+        self.bin_centres = jnp.asarray(0.5 * (edges[:-1] + edges[1:]), jnp.float32)
+        self.bin_counts = jnp.asarray(counts, jnp.float32)
         self.log_span = jnp.float32(math.log(max(self.hi - self.lo, 1e-3)))
         self.min_count = min_count
         self.sigma_range = (0.15, 3.0)  # standardized units: the pooled spread is 1
@@ -130,22 +148,12 @@ class _Fitter:
     def fit(self, mu, log_sigma=None, log_weight=None, tau: float = 1.0, rho: float = 0.2) -> Mixture:
         """Fit from a start: centres mu[K] (and their log sigma, log weights[K]; default equal)."""
         k = len(mu)
-        pad = MAX_COMPONENTS - k
         log_sigma = np.zeros(k) if log_sigma is None else np.asarray(log_sigma)
         log_weight = np.full(k, -math.log(k)) if log_weight is None else np.asarray(log_weight)
-        active = np.arange(MAX_COMPONENTS) < k
-        params = {
-            "mu": jnp.asarray(np.pad(mu, (0, pad)), jnp.float32),
-            "log_sigma": jnp.asarray(np.pad(log_sigma, (0, pad)), jnp.float32),
-            "logits": jnp.asarray(
-                np.concatenate([np.pad(log_weight, (0, pad)), [math.log(0.02)]]), jnp.float32
-            ),
-            "log_tau": jnp.float32(math.log(tau)),
-            "logit_rho": jnp.float32(math.log(rho / (1 - rho))),
-        }
-        fitted, nll = _fit(params, self.u, self.weight, jnp.asarray(active), self.log_span, self.sigma_range)
+        params, active = _padded(mu, log_sigma, np.append(log_weight, math.log(0.02)), tau, rho)
+        fitted, nll = _fit(params, self.bin_centres, self.bin_counts, active, self.log_span, self.sigma_range)
         order = np.argsort(np.asarray(fitted["mu"])[:k])
-        log_w = np.asarray(_log_weights(fitted["logits"], jnp.asarray(active)))
+        log_w = np.asarray(_log_weights(fitted["logits"], active))
         free = 3 * k + 3  # mu, sigma, weight per exit; tau, rho, the background weight
         return Mixture(
             mu=np.asarray(fitted["mu"])[:k][order],
@@ -157,7 +165,7 @@ class _Fitter:
             bic=2 * float(nll) + free * math.log(self.n),
         )
 
-    def moves(self, m: Mixture, u: np.ndarray) -> list[Mixture]:
+    def moves(self, m: Mixture) -> list[Mixture]:
         """Every model one step away: one exit removed, split in two, or added where data exceed."""
         w, shape = m.log_weight[:-1], {"tau": m.tau, "rho": m.rho}
         out = []
@@ -172,7 +180,7 @@ class _Fitter:
                 lw = np.concatenate([np.delete(w, j), [w[j] - math.log(2)] * 2])
                 out.append(self.fit(mu, ls, lw, **shape))
         if len(m.mu) < MAX_COMPONENTS:
-            for c, count in _insertion_candidates(self, u, m):
+            for c, count in _insertion_candidates(self, m):
                 mu = np.concatenate([m.mu, [c]])
                 ls = np.concatenate([m.log_sigma, [np.median(m.log_sigma)]])
                 lw = np.concatenate([w, [math.log(max(count, self.min_count) / self.n)]])
@@ -186,32 +194,20 @@ class _Fitter:
         """log(w_k f_k) on the grid (sigma widened by `extra_sigma` in quadrature) and the background."""
         k = len(model.mu)
         sig = np.log(np.sqrt(np.exp(2 * model.log_sigma) + extra_sigma**2))
-        params = {
-            "mu": jnp.asarray(np.pad(model.mu, (0, MAX_COMPONENTS - k)), jnp.float32),
-            "log_sigma": jnp.asarray(np.pad(sig, (0, MAX_COMPONENTS - k)), jnp.float32),
-            "logits": jnp.asarray(
-                np.concatenate(
-                    [np.pad(model.log_weight[:-1], (0, MAX_COMPONENTS - k)), model.log_weight[-1:]]
-                ),
-                jnp.float32,
-            ),
-            "log_tau": jnp.float32(math.log(model.tau)),
-            "logit_rho": jnp.float32(math.log(model.rho / (1 - model.rho))),
-        }
-        active = jnp.asarray(np.arange(MAX_COMPONENTS) < k)
+        params, active = _padded(model.mu, sig, model.log_weight, model.tau, model.rho)
         wide = (0.01, 100.0)  # evaluation only: no clipping of the widened sigma
         comp, log_bg = _grid_logpdf(params, jnp.asarray(grid, jnp.float32), active, wide)
         return np.asarray(comp, np.float64)[:, :k], float(log_bg) - float(self.log_span)
 
 
-def _insertion_candidates(fitter: _Fitter, u: np.ndarray, model: Mixture, how_many: int = 3):
+def _insertion_candidates(fitter: _Fitter, model: Mixture, how_many: int = 3):
     """Where the data exceed the fitted density most (a fine KDE against the model smoothed alike)."""
     h = 0.5
     grid = fitter.grid()
-    observed = np.asarray(_kde.kde(u, grid, h), np.float64)
+    observed = np.asarray(_kde.kde(fitter.samples, grid, h), np.float64)
     comp, log_bg = fitter.log_parts(model, grid, extra_sigma=h)
     expected = np.exp(comp).sum(axis=1) + np.exp(log_bg)
-    excess = (observed - expected) * u.size * h * math.sqrt(2 * math.pi)  # ~ queries under one kernel
+    excess = (observed - expected) * fitter.n * h * math.sqrt(2 * math.pi)  # ~ queries under one kernel
     picks = []
     order = np.argsort(-excess)
     for i in order:
@@ -226,8 +222,9 @@ def _counts(model: Mixture, n: int) -> np.ndarray:
     return np.exp(model.log_weight[:-1]) * n
 
 
-def refine(x: np.ndarray, centers: list[float], spread: float, min_count: int, penalty: float = 1.0):
-    """Greedy BIC search from the KDE's hump centers (log-times). Returns boundaries (log-time units)."""
+def refine(x: np.ndarray, centers: list[float], spread: float, min_count: int):
+    """Greedy BIC search from the KDE's hump centres (log-times, `spread` the pooled noise spread).
+    Returns (boundaries in log-time units, the fitted Mixture)."""
     center, scale = float(np.median(x)), spread
     u = ((x - center) / scale).astype(np.float32)
     fitter = _Fitter(u, min_count)
@@ -236,11 +233,11 @@ def refine(x: np.ndarray, centers: list[float], spread: float, min_count: int, p
 
     def score(m: Mixture) -> float:
         valid = _counts(m, fitter.n).min() >= min_count and _dominates(fitter, m)
-        return m.bic + (penalty - 1) * 3 * len(m.mu) * math.log(fitter.n) if valid else math.inf
+        return m.bic if valid else math.inf
 
     best_score = score(best)
     for _ in range(2 * MAX_COMPONENTS):
-        scored = [(score(m), m) for m in fitter.moves(best, u)]
+        scored = [(score(m), m) for m in fitter.moves(best)]
         if not scored:
             break
         top_score, top = min(scored, key=lambda t: t[0])
