@@ -65,8 +65,9 @@ SCALES = {
                             train_subset=512),
         48, 2, "vgg16", 0.125, 1, 64, 24, 2, 0.004, 0.01, False,
     ),
-    # full width: at batch 1 its exits answer ~1.5 / 6 / 42 ms apart on 2 cores, wider gaps than the
-    # ~1 ms jitter of a loopback HTTP round trip (the width-1/4 nets' exits are ~1 ms apart: lost in it)
+    # full width: its exits must lie further apart than a loopback round trip's jitter (~1 ms here); in
+    # one probe with untrained weights its exits answered ~1.5 / 6 / 42 ms apart at batch 1 on 2 cores,
+    # the width-1/4 nets' ~1 ms apart (lost in the jitter: serve_countermeasures_cpu_resnet56_w025.md)
     "cpu": Scale(
         victim.VictimConfig(arch="vgg16", dataset="fashion_mnist", num_exits=3, width=1.0, epochs=2,
                             batch_size=128, learning_rate=0.03, milestones=(0.75,), held_out=1000,
