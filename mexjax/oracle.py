@@ -40,6 +40,9 @@ class QueryResult:
     passes: int
     timing: str  # "measured", "simulated" or "untimed"
     output: str  # "probs" or "labels"
+    # f64[passes, N]: every pass's time; pass p timed all N images in order before pass p + 1, so
+    # the measurement order is row-major (drift within a run shows along it). None when untimed.
+    pass_runtimes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.runtimes)
@@ -131,9 +134,16 @@ class Oracle:
 
     def _warmup(self, image):
         if not self._warm:  # compile every stage once; not counted, not timed
-            for _ in range(2):
-                self._runner.early_exit_single(self._variables, image, np.zeros_like(self._thresholds))
-                self._runner.early_exit_single(self._variables, image, np.ones_like(self._thresholds))
+            self._lean = self._runner.lean(self._variables, image)
+            row = np.array(self._runner._pad(image, self._runner.tile))
+            # the first few hundred answers after compilation run slow (allocations, thread pools):
+            # run the whole network until 0.3 s have passed and at least 50 times, untimed
+            never = np.full_like(self._thresholds, np.inf)
+            start, runs = time.perf_counter(), 0
+            while runs < 50 or time.perf_counter() - start < 0.3:
+                self._lean(row, never)
+                runs += 1
+            self._lean(row, np.zeros_like(self._thresholds))
             self._warm = True
 
     def query(self, images, *, passes: int = 1, timed: bool = True) -> QueryResult:
@@ -163,12 +173,13 @@ class Oracle:
         _, probs = self._runner.early_exit_batched(self._variables, images, self._thresholds)
         return self._respond(probs, np.full(len(images), np.nan), 1, "untimed")
 
-    def _respond(self, probs, runtimes, passes, mode) -> QueryResult:
+    def _respond(self, probs, runtimes, passes, mode, every=None) -> QueryResult:
         if self._defend is not None and len(probs):
             defended, self._defense_state = self._defend(jnp.asarray(probs), self._defense_state)
             probs = np.asarray(defended)
         outputs = probs.argmax(-1).astype(np.int32) if self.output == "labels" else probs
-        return QueryResult(outputs, runtimes.astype(np.float64), passes, mode, self.output)
+        every = None if every is None else np.asarray(every, np.float64).reshape(passes, len(runtimes))
+        return QueryResult(outputs, runtimes.astype(np.float64), passes, mode, self.output, every)
 
     def _answer(self, images, passes) -> QueryResult:
         n = len(images)
@@ -179,31 +190,33 @@ class Oracle:
             for _ in range(passes):
                 self._key, sub = jax.random.split(self._key)
                 times.append(self.timing.sample(sub, self._flops[exit_ids], float(self._flops[-1])))
-            runtimes = np.min(np.stack(times), axis=0) if n else np.zeros(0)
+            every = np.stack(times) if n else np.zeros((passes, 0))
             mode = "simulated"
         else:
             probs = np.zeros((n, self._net.num_classes), np.float32)
-            runtimes = np.full(n, np.inf)
+            every = np.zeros((passes, n))
             if n:
                 self._warmup(images[:1])
             # fresh host copies (a view into a device buffer takes a slower transfer path), validated
             # before the clock starts, so each timing holds the network and nothing else
             rows = [np.array(self._runner._pad(images[i : i + 1], self._runner.tile)) for i in range(n)]
+            answer, thresholds = self._lean, self._thresholds
             collecting = gc.isenabled()
             gc.disable()  # a garbage-collection pause inside the clock would read as a later exit
             try:
-                for _ in range(passes):
+                for p in range(passes):
+                    times = every[p]
                     for i in range(n):
                         start = time.perf_counter()
-                        _, p = self._runner.early_exit_unchecked(self._variables, rows[i], self._thresholds)
-                        elapsed = time.perf_counter() - start
-                        runtimes[i] = min(runtimes[i], elapsed)
-                        probs[i] = p
+                        _, row = answer(rows[i], thresholds)
+                        times[i] = time.perf_counter() - start
+                        probs[i] = row
             finally:
                 if collecting:
                     gc.enable()
             mode = "measured"
-        return self._respond(probs, runtimes, passes, mode)
+        runtimes = every.min(axis=0) if n else np.zeros(0)
+        return self._respond(probs, runtimes, passes, mode, every)
 
 
 def evaluation_view(oracle: Oracle):

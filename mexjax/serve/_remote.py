@@ -121,7 +121,7 @@ class RemoteOracle:
     def _timed(self, images: np.ndarray, passes: int) -> QueryResult:
         n = len(images)
         bodies = [encode_npy(images[i : i + 1]) for i in range(n)]
-        outputs, runtimes = self._empty(n), np.full(n, np.inf)
+        outputs, every = self._empty(n), np.zeros((passes, n))
         for p in range(passes):  # passes interleaved, as the in-process oracle times them
             for i in range(n):
                 start = time.perf_counter()
@@ -129,11 +129,15 @@ class RemoteOracle:
                 elapsed = time.perf_counter() - start
                 if response.status_code == 429:
                     done = i if p == passes - 1 else 0  # images timed in every pass
-                    result = QueryResult(outputs[:done], runtimes[:done], passes, self.timing, self.output)
+                    kept = every[:, :done]
+                    result = QueryResult(
+                        outputs[:done], kept.min(axis=0), passes, self.timing, self.output, kept
+                    )
                     raise BudgetExhausted(_message(response), result)
                 outputs[i] = self._read(response)[0]
-                runtimes[i] = min(runtimes[i], elapsed)
-        return QueryResult(outputs, runtimes, passes, self.timing, self.output)
+                every[p, i] = elapsed
+        runtimes = every.min(axis=0) if n else np.zeros(0)
+        return QueryResult(outputs, runtimes, passes, self.timing, self.output, every)
 
     def _untimed(self, images: np.ndarray) -> QueryResult:
         n = len(images)

@@ -1,0 +1,279 @@
+"""A corpus of measured runtimes, and a scorer that runs exit estimators on every set of it.
+
+    # record one set: a victim saved by `python -m mexjax train-victim`, one query set, every pass kept
+    .venv/bin/python experiments/timing_corpus.py record --victim DIR --queries tinyimagenet \
+        --n 3000 --passes 10 --load one
+    # score the estimators on every set (a minute or two) -> experiments/results/timing_corpus.md
+    .venv/bin/python experiments/timing_corpus.py score
+
+A set is a compressed .npz in experiments/results/timing_corpus/: `pass_runtimes` f32[passes, N]
+(seconds, every pass's time of every query, measured by `oracle.Oracle` in the order pass 0 over all
+queries, then pass 1, ...), `true_exits` int8[N], and `meta` (JSON: the victim, the query set, the
+load condition, the load average before and after, the date, the machine). `--load one` / `two` keeps
+one / both cores busy with spinning processes started by the recorder itself while it times.
+
+The scorer reads each set at 1 / 3 / 5 / 10 passes (the fastest of the first R passes of each query,
+or all R passes where an estimator takes them) and writes, per set and R: exits found vs present,
+plain / balanced / aligned-balanced exit accuracy of each estimator, beside the best time-threshold
+rule knowing the true exits (`metrics.best_boundary_accuracy`) and the textbook rule. Exits no query
+reached are invisible to any timing attack: the true exits are numbered among those present.
+The bars (met / missed per row): where the best rule's balanced accuracy is >= 0.97, exits found ==
+present and balanced accuracy >= 0.95; elsewhere exits within +-1 and aligned balanced accuracy within
+0.05 of the best rule's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: the repository root holds the `experiments` package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.cli import ROOT
+from mexjax import exits, metrics
+
+CORPUS = ROOT / "experiments" / "results" / "timing_corpus"
+PASSES = (1, 3, 5, 10)
+LOADS = {"quiet": 0, "one": 1, "two": 2}
+
+
+# ---------------------------------------------------------------------------------------- record
+def _spinners(count: int) -> list[subprocess.Popen]:
+    """Processes that keep `count` cores busy (the "other process" of the load conditions)."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def _query_images(name: str, net, victim_dir: Path, data_dir, n: int, seed: int):
+    from mexjax import data
+
+    record = json.loads((victim_dir / "result.json").read_text())
+    dataset = record["config"]["dataset"]
+    if name == "tinyimagenet":
+        ds = data.load("tinyimagenet", "val", data_dir=data_dir)
+    elif name == "test":
+        ds = data.load(dataset, "test", data_dir=data_dir)
+    else:
+        raise ValueError(f"--queries must be 'tinyimagenet' or 'test'; got {name!r}")
+    picked = np.random.default_rng(seed).choice(len(ds), size=min(n, len(ds)), replace=False)
+    images = data.to_input_shape(ds.images[np.sort(picked)], net.input_shape)
+    return np.asarray(images), np.sort(picked), record
+
+
+def record(args) -> Path:
+    from mexjax import nets, oracle, victim
+
+    victim_dir = Path(args.victim)
+    net, variables, thresholds, _ = nets.load(victim_dir / "model")
+    images, picked, result = _query_images(args.queries, net, victim_dir, args.data_dir, args.n, args.seed)
+    victim_oracle = oracle.Oracle(net, variables, thresholds, budget=len(images) * args.passes)
+    true = oracle.true_exits(victim_oracle, images)
+    spinners = _spinners(LOADS[args.load])
+    try:
+        time.sleep(2.0 if spinners else 0.0)  # let the spinners take their cores
+        load_before = os.getloadavg()[0]
+        started = time.perf_counter()
+        answers = victim_oracle.query(images, passes=args.passes)
+        seconds = time.perf_counter() - started
+        load_after = os.getloadavg()[0]
+    finally:
+        for p in spinners:
+            p.kill()
+    config = result["config"]
+    name = args.name or (
+        f"{config['arch']}_{config['dataset']}_w{config['width']}_k{net.num_exits}_{args.queries}_{args.load}"
+        f"_{time.strftime('%Y%m%d-%H%M')}"
+    )
+    meta = {
+        "victim": {
+            "dir": str(victim_dir),
+            "arch": config["arch"],
+            "dataset": config["dataset"],
+            "width": config["width"],
+            "exits": net.num_exits,
+            "thresholds": [float(t) for t in thresholds],
+            "final_exit_accuracy": result["test"]["accuracy_per_exit"][-1],
+            "accuracy_under_thresholds": result["test"]["accuracy_early_exit"],
+            "made_by": "experiments/record_timing_corpus.sh",
+            "config": config,
+        },
+        "queries": args.queries,
+        "query_indices_seed": args.seed,
+        "n": len(images),
+        "passes": args.passes,
+        "load": args.load,
+        "load_before": round(load_before, 2),
+        "load_after": round(load_after, 2),
+        "seconds": round(seconds, 1),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": victim.machine_description(),
+    }
+    CORPUS.mkdir(parents=True, exist_ok=True)
+    path = CORPUS / f"{name}.npz"
+    np.savez_compressed(
+        path,
+        pass_runtimes=answers.pass_runtimes.astype(np.float32),
+        true_exits=true.astype(np.int8),
+        query_indices=picked.astype(np.int32),
+        meta=np.array(json.dumps(meta)),
+    )
+    hist = np.bincount(true, minlength=net.num_exits).tolist()
+    print(f"[corpus] {path.name}: exits {hist}, load {load_before:.2f} -> {load_after:.2f}, {seconds:.0f} s")
+    return path
+
+
+# ----------------------------------------------------------------------------------------- score
+def load_set(path: Path) -> dict:
+    with np.load(path) as f:
+        return {
+            "name": path.stem,
+            "pass_runtimes": f["pass_runtimes"].astype(np.float64),
+            "true_exits": f["true_exits"].astype(np.int64),
+            "meta": json.loads(str(f["meta"])),
+        }
+
+
+def present_rank(true: np.ndarray) -> np.ndarray:
+    """True exits renumbered among the exits some query reached (the only ones timing can show)."""
+    present = np.unique(true)
+    return np.searchsorted(present, true)
+
+
+def textbook(runtimes: np.ndarray) -> np.ndarray:
+    """Local minima of one Gaussian KDE with Scott's bandwidth on the times (the textbook rule)."""
+    from scipy import stats
+
+    x = np.sort(runtimes)
+    f = stats.gaussian_kde(x)(x)
+    cuts = [x[i] for i in range(1, len(x) - 1) if f[i] < f[i - 1] and f[i] <= f[i + 1]]
+    return np.searchsorted(np.asarray(cuts), runtimes, side="right")
+
+
+ESTIMATORS = {
+    "mixture": lambda every: exits.estimate_exits(every)[0],
+    "density rules": lambda every: exits.estimate_exits_density(every.min(axis=0))[0],
+    "textbook": lambda every: textbook(every.min(axis=0)),
+}
+
+
+def score_one(every: np.ndarray, true: np.ndarray, estimators=ESTIMATORS) -> dict:
+    """Scores of each estimator on one runtime set at one pass count (every: f64[R, N])."""
+    fastest = every.min(axis=0)
+    bound = metrics.best_boundary_accuracy(fastest, true)
+    present = int(true.max()) + 1
+    out = {"present": present, "best_rule": bound}
+    for name, estimator in estimators.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            estimated = np.asarray(estimator(every))
+        p = metrics.exit_prediction(estimated, true)
+        found = int(estimated.max()) + 1
+        separable = bound["balanced_accuracy"] >= 0.97
+        if separable:
+            met = found == present and p["balanced_accuracy"] >= 0.95
+        else:
+            met = abs(found - present) <= 1 and (
+                p["aligned_balanced_accuracy"] >= bound["balanced_accuracy"] - 0.05
+            )
+        out[name] = {
+            "found": found,
+            "accuracy": p["accuracy"],
+            "balanced": p["balanced_accuracy"],
+            "aligned_balanced": p["aligned_balanced_accuracy"],
+            "met": bool(met),
+        }
+    return out
+
+
+def score(args) -> str:
+    paths = sorted(CORPUS.glob("*.npz"))
+    if not paths:
+        raise SystemExit(f"no runtime sets in {CORPUS}: record some first (see --help)")
+    names = list(ESTIMATORS) if not args.estimators else args.estimators.split(",")
+    chosen = {n: ESTIMATORS[n] for n in names}
+    rows, tally = [], {n: [0, 0] for n in names}
+    for path in paths:
+        s = load_set(path)
+        true = present_rank(s["true_exits"])
+        for r in PASSES:
+            if r > len(s["pass_runtimes"]):
+                continue
+            result = score_one(s["pass_runtimes"][:r], true, chosen)
+            rows.append((s, r, result))
+            for n in names:
+                tally[n][0] += result[n]["met"]
+                tally[n][1] += 1
+            print(f"[corpus] {s['name']} R={r}: " + ", ".join(
+                f"{n} {result[n]['found']}/{result['present']} {result[n]['balanced']:.3f}"
+                f"{'' if result[n]['met'] else ' MISSED'}" for n in names))  # fmt: skip
+    text = _markdown(rows, names, tally)
+    out = Path(args.out) if args.out else ROOT / "experiments" / "results" / "timing_corpus.md"
+    out.write_text(text)
+    print(f"[corpus] wrote {out}")
+    return text
+
+
+def _markdown(rows, names, tally) -> str:
+    lines = [
+        "# Exit estimation on the timing corpus",
+        "",
+        f"Written by `experiments/timing_corpus.py score` on {time.strftime('%Y-%m-%d')} from "
+        f"`experiments/results/timing_corpus/*.npz` ({len({s['name'] for s, _, _ in rows})} runtime sets "
+        "measured with `oracle.Oracle` on the machine named in each set). R = timing passes per query. "
+        "Each estimator cell: exits found / present, balanced exit accuracy, aligned balanced accuracy; "
+        "**✗** where the bar is missed (best rule's balanced accuracy >= 0.97: exits exact and balanced "
+        ">= 0.95; else exits within +-1 and aligned balanced within 0.05 of the best rule). The best "
+        "rule = the best time thresholds chosen knowing the true exits (accuracy / balanced).",
+        "",
+        "Bars met: " + ", ".join(f"{n} {m} of {t}" for n, (m, t) in tally.items()) + ".",
+        "",
+        "| set | load (avg) | exits reached | R | best rule | " + " | ".join(names) + " |",
+        "|---|---|---|---|---|" + "---|" * len(names),
+    ]
+    for s, r, res in rows:
+        meta = s["meta"]
+        hist = np.bincount(s["true_exits"], minlength=meta["victim"]["exits"]).tolist()
+        cells = []
+        for n in names:
+            c = res[n]
+            cells.append(
+                f"{c['found']}/{res['present']}, {c['balanced']:.3f}, {c['aligned_balanced']:.3f}"
+                + ("" if c["met"] else " **✗**")
+            )
+        b = res["best_rule"]
+        lines.append(
+            f"| {s['name']} | {meta['load']} ({meta['load_before']:.1f}) | {hist} | {r} | "
+            f"{b['accuracy']:.3f} / {b['balanced_accuracy']:.3f} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record", help="time one query set on one victim, every pass kept")
+    rec.add_argument("--victim", required=True, help="a folder written by `mexjax train-victim`")
+    rec.add_argument("--queries", default="tinyimagenet", choices=("tinyimagenet", "test"))
+    rec.add_argument("--n", type=int, default=3000)
+    rec.add_argument("--passes", type=int, default=10)
+    rec.add_argument("--load", default="quiet", choices=tuple(LOADS))
+    rec.add_argument("--seed", type=int, default=0)
+    rec.add_argument("--name", default=None)
+    rec.add_argument("--data-dir", default=None)
+    sc = sub.add_parser("score", help="run the estimators on every set; write the Markdown table")
+    sc.add_argument("--estimators", default=None, help=f"comma-separated among {', '.join(ESTIMATORS)}")
+    sc.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    return record(args) if args.command == "record" else score(args)
+
+
+if __name__ == "__main__":
+    main()
