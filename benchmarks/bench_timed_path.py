@@ -62,7 +62,9 @@ def measure(arch="vgg16", width=0.25, num_exits=6, runs=2000, block=100, input_s
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--arch", default="vgg16")
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--exits", type=int, default=6)

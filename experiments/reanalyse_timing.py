@@ -1,10 +1,12 @@
-"""Read the kept measured runtimes again with today's exit estimator (no new timing).
+"""Read the kept measured runtimes again with the density-rule exit estimator (no new timing).
 
     .venv/bin/python experiments/reanalyse_timing.py      # a few seconds
 
 The stealing runners keep each timing run's runtimes and true exits in experiments/results/timing/
-(`runtimes`, `true_exits`). This script reads every kept run with `exits.estimate_exits` as it is now,
-with its density rules alone (`overlap=None`, the estimator of the earlier runs) and with the textbook
+(`runtimes`, `true_exits`). This script reads every kept run with the density-rule estimator
+(`exits.estimate_exits_density`; `experiments/timing_corpus.py` scores today's `exits.estimate_exits`
+on the same runs, imported into the timing corpus), with its density rules alone (`overlap=None`,
+the estimator of the earlier runs) and with the textbook
 rule (local minima of one Scott-bandwidth KDE), next to the best any time thresholds could do knowing
 the true exits, and writes experiments/results/timing_reanalysis.md.
 """
@@ -38,8 +40,8 @@ def analyse(runtimes: np.ndarray, true: np.ndarray) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # single humps are reported in the counts
         rows = {
-            "estimator": exits.estimate_exits(runtimes),
-            "density rules only": exits.estimate_exits(runtimes, overlap=None),
+            "estimator": exits.estimate_exits_density(runtimes),
+            "density rules only": exits.estimate_exits_density(runtimes, overlap=None),
         }
     rows["textbook"] = (book := textbook(runtimes)), int(book.max()) + 1
     out = {}
@@ -58,7 +60,7 @@ def write_markdown(results: dict[str, dict], true_exits: dict[str, list[int]]) -
         f"Written by `experiments/reanalyse_timing.py` on {time.strftime('%Y-%m-%d')} from "
         "`experiments/results/timing/*.npz` (no new timing). Each cell: exits found, then accuracy / "
         "balanced accuracy against the true exits, then the same aligned (the humps found mapped to the "
-        "true exits in order). Estimator = `exits.estimate_exits` now; density rules only = the same "
+        "true exits in order). Estimator = `exits.estimate_exits_density`; density rules only = the same "
         "without its overlap step (`overlap=None`, the estimator of the runs that kept these runtimes); "
         "textbook = local minima of one Scott-bandwidth KDE; best rule = the best time thresholds chosen "
         "knowing the true exits (accuracy / balanced).",

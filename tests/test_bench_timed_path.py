@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
-import bench_timed_path  # noqa: E402
+import bench_timed_path
 
 
 def test_bench_timed_path_smoke():

@@ -7,7 +7,8 @@ ExitRunner(stages, tile=1)  three inference paths that agree exactly: all_exits 
 """
 
 from mexjax.exits._inference import ExitRunner
-from mexjax.exits._kde import check_runtimes, estimate_exits, kde, rule_of_thumb
+from mexjax.exits._kde import check_runtimes, kde, rule_of_thumb
+from mexjax.exits._kde import estimate_exits as estimate_exits_density
 from mexjax.exits._policy import assign, check_thresholds, confidence, probabilities, select
 from mexjax.exits._search import (
     brute_force,
@@ -18,10 +19,13 @@ from mexjax.exits._search import (
     search_thresholds,
 )
 from mexjax.exits._thresholds import ThresholdChoice, policy_outcome, sdn_global_threshold
+from mexjax.exits._timing import TimingFit, analyse_timing, estimate_exits, fastest
 
 __all__ = [
     "ExitRunner",
     "ThresholdChoice",
+    "TimingFit",
+    "analyse_timing",
     "assign",
     "brute_force",
     "candidates",
@@ -30,6 +34,8 @@ __all__ = [
     "confidence",
     "coordinate_ascent",
     "estimate_exits",
+    "estimate_exits_density",
+    "fastest",
     "greedy",
     "kde",
     "objective",

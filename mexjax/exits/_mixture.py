@@ -137,10 +137,14 @@ class _Fitter:
         # the likelihood of the samples binned finely (bins of <= 1/16 of the pooled spread, or _BINS
         # over the range): one compiled fit serves every query count
         bins = max(_BINS, int(min((self.hi - self.lo) * 16, 1 << 16)))
-        bins = 1 << math.ceil(math.log2(bins))
         counts, edges = np.histogram(u, bins=bins, range=(self.lo, self.hi + 1e-6))
-        self.bin_centres = jnp.asarray(0.5 * (edges[:-1] + edges[1:]), jnp.float32)
-        self.bin_counts = jnp.asarray(counts, jnp.float32)
+        centres = 0.5 * (edges[:-1] + edges[1:])
+        # only bins that hold samples add to the likelihood: keep those, padded with empty bins to a
+        # power of two (a few compiled shapes serve every sample)
+        full = np.flatnonzero(counts)
+        size = 1 << math.ceil(math.log2(max(full.size, 64)))
+        self.bin_centres = jnp.asarray(np.pad(centres[full], (0, size - full.size), mode="edge"), jnp.float32)
+        self.bin_counts = jnp.asarray(np.pad(counts[full], (0, size - full.size)), jnp.float32)
         self.log_span = jnp.float32(math.log(max(self.hi - self.lo, 1e-3)))
         self.min_count = min_count
         self.sigma_range = (0.15, 3.0)  # standardized units: the pooled spread is 1

@@ -59,7 +59,7 @@ def test_kde_chunks_agree():
 @pytest.mark.parametrize("seed", range(3))
 def test_balanced_exits(seed):
     t, true = mixture([1] * 6, 3000, seed=seed)
-    est, k = exits.estimate_exits(t)
+    est, k = exits.estimate_exits_density(t)
     assert k == 6
     assert metrics.exit_prediction(est, true)["balanced_accuracy"] > 0.99
 
@@ -71,7 +71,7 @@ def _scan(shares, n, seeds=range(10), **noise):
         t, true = mixture(shares, n, seed=seed, **noise)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            est, k = exits.estimate_exits(t)
+            est, k = exits.estimate_exits_density(t)
         ours.append(metrics.exit_prediction(est, true)["balanced_accuracy"])
         book.append(metrics.exit_prediction(textbook(t), true)["balanced_accuracy"])
         counts.append(k)
@@ -100,7 +100,7 @@ def test_heavy_tails_and_outliers():
 
 def test_boundaries_are_returned_in_runtime_units():
     t, _ = mixture([1, 1, 1], 1500, seed=2)
-    _, k, bounds = exits.estimate_exits(t, return_boundaries=True)
+    _, k, bounds = exits.estimate_exits_density(t, return_boundaries=True)
     assert k == 3 and len(bounds) == 2
     assert EXIT_MS[0] < bounds[0] < EXIT_MS[1] < bounds[1] < EXIT_MS[2]
 
@@ -108,7 +108,7 @@ def test_boundaries_are_returned_in_runtime_units():
 def test_single_hump_warns():
     t = np.random.default_rng(0).normal(1.0, 0.01, 500)
     with pytest.warns(UserWarning, match="single hump"):
-        est, k = exits.estimate_exits(t)
+        est, k = exits.estimate_exits_density(t)
     assert k == 1 and np.all(est == 0)
 
 
@@ -124,7 +124,7 @@ def test_single_hump_warns():
 )
 def test_bad_runtimes(runtimes, message):
     with pytest.raises(ValueError, match=message):
-        exits.estimate_exits(runtimes)
+        exits.estimate_exits_density(runtimes)
 
 
 def test_bad_bandwidth():
@@ -134,7 +134,7 @@ def test_bad_bandwidth():
         exits.kde([1.0, 2.0], [1.5], bandwidth="wide")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        exits.estimate_exits(mixture([1, 1], 400)[0], bandwidth="silverman")
+        exits.estimate_exits_density(mixture([1, 1], 400)[0], bandwidth="silverman")
 
 
 MEASURED = Path(__file__).parent / "fixtures" / "measured_runtimes_fashion_vgg16_w025.npz"
@@ -151,7 +151,7 @@ def test_measured_runtimes_fixture_is_ordered_by_exit():
 
 def test_measured_runtimes_exit_prediction():
     measured = np.load(MEASURED)
-    est, k = exits.estimate_exits(measured["runtimes"])
+    est, k = exits.estimate_exits_density(measured["runtimes"])
     result = metrics.exit_prediction(est, measured["true_exits"])
     assert k == 6, result["confusion"]
     assert result["accuracy"] >= 0.95 and result["balanced_accuracy"] >= 0.95, result
@@ -229,8 +229,8 @@ def test_overlapping_exits_in_noisy_measured_runtimes(path):
     runtimes, true = measured["runtimes"], measured["true_exits"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ours, k = exits.estimate_exits(runtimes)
-        density_only, k_density = exits.estimate_exits(runtimes, overlap=None)  # the KDE rules alone
+        ours, k = exits.estimate_exits_density(runtimes)
+        density_only, k_density = exits.estimate_exits_density(runtimes, overlap=None)  # the KDE rules alone
     ours = metrics.exit_prediction(ours, true)["aligned_accuracy"]
     density_only = metrics.exit_prediction(density_only, true)["aligned_accuracy"]
     book = metrics.exit_prediction(textbook(runtimes), true)["aligned_accuracy"]
@@ -248,8 +248,8 @@ def test_exits_three_spreads_apart():
         t = np.exp(np.array([0.0, 0.3, 0.6, 0.9])[true] + 0.1 * rng.normal(size=2000)) * slow
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            est, k = exits.estimate_exits(t)
-            assert exits.estimate_exits(t, overlap=None)[1] == 1
+            est, k = exits.estimate_exits_density(t)
+            assert exits.estimate_exits_density(t, overlap=None)[1] == 1
         found.append((k, metrics.exit_prediction(est, true)["balanced_accuracy"]))
     good = [b for k, b in found if k == 4]
     assert len(good) >= 3 and np.mean(good) > 0.75, found

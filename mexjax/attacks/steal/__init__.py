@@ -52,6 +52,7 @@ from mexjax.attacks.steal._proxies import (
     folder_proxies,
     pool_proxies,
 )
+from mexjax.attacks.steal._retime import RetimedAnswers, adaptive_timing
 
 __all__ = [
     "TINYIMAGENET_FOR_CIFAR10",
@@ -63,8 +64,10 @@ __all__ = [
     "FewCallResult",
     "Generator",
     "GeneratorDiverged",
+    "RetimedAnswers",
     "StealConfig",
     "StealResult",
+    "adaptive_timing",
     "balance_proxies",
     "callable_proxies",
     "check_proxies",

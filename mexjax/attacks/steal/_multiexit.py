@@ -19,6 +19,7 @@ import numpy as np
 
 from mexjax import data, exits, metrics, nets, oracle, train
 from mexjax.attacks.steal._losses import label_loss, performance_loss, strategy_loss
+from mexjax.attacks.steal._retime import adaptive_timing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +34,8 @@ class StealConfig:
     phi1: float = 0.95
     phi2: float = 0.90
     squared_hinge: bool = False
-    passes: int = 3  # timing passes per query (each one is a query)
+    passes: int = 3  # timing passes per query (each one is a query); with adaptive re-timing, on average
+    retime: str = "uniform"  # "uniform": fastest of `passes` for every query; "adaptive": `_retime`
     use_timing: bool = True  # False: baseline (no timing, no strategy loss, global threshold)
     label_match: bool = False  # threshold search counts a query only if the label matches too
     augment: bool = False
@@ -44,6 +46,8 @@ class StealConfig:
             raise ValueError(f"need 0 <= phi2 <= phi1 <= 1; got phi1={self.phi1}, phi2={self.phi2}")
         if self.lam < 0 or self.passes < 1:
             raise ValueError("lam must be >= 0 and passes >= 1")
+        if self.retime not in ("uniform", "adaptive"):
+            raise ValueError(f"retime must be 'uniform' or 'adaptive'; got {self.retime!r}")
         if not self.use_timing and self.num_exits is None:
             raise ValueError("without timing the student's number of exits must be given (num_exits)")
 
@@ -80,7 +84,11 @@ def steal(
     passes = config.passes if config.use_timing else 1
     exhausted = False
     try:
-        answers = victim.query(queries, passes=passes)
+        if config.use_timing and config.retime == "adaptive":
+            answers = adaptive_timing(victim, queries, total_passes=config.passes)
+            exhausted = answers.exhausted
+        else:
+            answers = victim.query(queries, passes=passes)
     except oracle.BudgetExhausted as stop:
         answers, exhausted = stop.answered, True
         warnings.warn(f"{stop} Continuing with the {len(answers)} answered queries.", stacklevel=2)
@@ -94,7 +102,9 @@ def steal(
     est, boundaries = None, []
     num_exits = config.num_exits
     if config.use_timing:
-        est, k, boundaries = exits.estimate_exits(answers.runtimes, return_boundaries=True)
+        every = getattr(answers, "pass_runtimes", None)  # every pass, when the oracle kept them
+        timed = every if every is not None and every.shape[0] > 1 else answers.runtimes
+        est, k, boundaries = exits.estimate_exits(timed, return_boundaries=True)
         if k < 2:
             raise ValueError(
                 "the timing shows a single exit: the victim seems not to exit early on these queries "
@@ -127,7 +137,7 @@ def steal(
         queries_used=victim.used,
         budget_exhausted=exhausted,
         timing=answers.timing,
-        passes=answers.passes,
+        passes=config.passes if config.retime == "adaptive" else answers.passes,
         history=history,
         config=config,
         method="ours" if config.use_timing else "knockoff",
