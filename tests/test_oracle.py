@@ -94,3 +94,25 @@ def test_bad_requests(victim):
         oracle.Oracle(net, variables, thresholds, budget=-1)
     with pytest.raises(ValueError, match="output"):
         oracle.Oracle(net, variables, thresholds, budget=1, output="logits")
+
+
+def test_every_pass_is_kept_in_measurement_order(victim):
+    net, variables, thresholds, images = victim
+    for timing in ("measured", oracle.SimulatedTiming(seconds_per_flop=1e-9)):
+        o = oracle.Oracle(net, variables, thresholds, budget=100, timing=timing)
+        result = o.query(images[:8], passes=3)
+        assert result.pass_runtimes.shape == (3, 8) and np.all(result.pass_runtimes > 0)
+        np.testing.assert_array_equal(result.runtimes, result.pass_runtimes.min(axis=0))
+
+
+def test_lean_path_answers_bit_for_bit_as_the_jit_path(victim):
+    net, variables, thresholds, images = victim
+    runner = net.runner(tile=1)
+    x = np.asarray(net.check_inputs(images[:6]))
+    lean = runner.lean(variables, x[:1])
+    for i in range(6):
+        row = runner._pad(x[i : i + 1], 1)
+        exit_a, probs_a = lean(row, thresholds)
+        exit_b, probs_b = runner.early_exit_single(variables, images[i : i + 1], thresholds)
+        assert exit_a == exit_b
+        np.testing.assert_array_equal(probs_a, probs_b)

@@ -163,11 +163,9 @@ class Fitter:
         for i, start in enumerate(starts):
             k = len(start[0])
             order = np.argsort(mu[i, :k])
-            # penalty: an exit's spread is estimated from its own queries (ln n_k: the information
-            # grows with n_k, not N); its centre could have been anywhere among the N times and its
-            # weight, lam and rho come from all of them (ln N each)
-            n_k = np.maximum(w[i, :k] * self.n, 1.0)
-            penalty = float(np.sum(np.log(n_k))) + (2 * k + 2) * math.log(self.n)
+            # penalty: ln N for every free parameter (centre, spread and weight of each exit; lam,
+            # rho): an exit must earn its keep against the whole sample
+            penalty = (3 * k + 2) * math.log(self.n)
             out.append(
                 Mixture(
                     mu=mu[i, :k][order],
