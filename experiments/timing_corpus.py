@@ -39,6 +39,7 @@ if __package__ in (None, ""):  # run as a script: the repository root holds the 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.cli import ROOT
+from experiments.reanalyse_timing import textbook
 from mexjax import exits, metrics
 
 CORPUS = ROOT / "experiments" / "results" / "timing_corpus"
@@ -183,16 +184,6 @@ def present_rank(true: np.ndarray) -> np.ndarray:
     return np.searchsorted(present, true)
 
 
-def textbook(runtimes: np.ndarray) -> np.ndarray:
-    """Local minima of one Gaussian KDE with Scott's bandwidth on the times (the textbook rule)."""
-    from scipy import stats
-
-    x = np.sort(runtimes)
-    f = stats.gaussian_kde(x)(x)
-    cuts = [x[i] for i in range(1, len(x) - 1) if f[i] < f[i - 1] and f[i] <= f[i + 1]]
-    return np.searchsorted(np.asarray(cuts), runtimes, side="right")
-
-
 ESTIMATORS = {
     "mixture": lambda every: exits.estimate_exits(every)[0],
     "density rules": lambda every: exits.estimate_exits_density(every.min(axis=0))[0],
@@ -281,7 +272,6 @@ def _markdown(rows, names, tally) -> str:
     for s, r, res in rows:
         meta = s["meta"]
         hist = np.bincount(s["true_exits"], minlength=meta["victim"]["exits"]).tolist()
-        hist = [h for h in hist]
         cells = []
         for n in names:
             c = res[n]
