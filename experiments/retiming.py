@@ -54,6 +54,8 @@ def _score(runtimes, true) -> dict:
 def run(args) -> list[dict]:
     victim_dir = Path(args.victim)
     net, variables, thresholds, _ = nets.load(victim_dir / "model")
+    if args.threshold is not None:  # one global threshold in place of the trained ones (SDN's rule)
+        thresholds = np.full_like(np.asarray(thresholds), args.threshold)
     images, _, record = _query_images("tinyimagenet", net, victim_dir, args.data_dir, args.n, args.seed)
     budget = len(images) * args.passes
     probe = oracle.Oracle(net, variables, thresholds, budget=0)
@@ -85,6 +87,7 @@ def run(args) -> list[dict]:
                     "load": args.load,
                     "load_before": round(load, 2),
                     "victim": str(victim_dir),
+                    "threshold_override": args.threshold,
                     "victim_config": record["config"],
                     "n": len(images),
                     "passes": args.passes,
@@ -104,6 +107,11 @@ def run(args) -> list[dict]:
     return rows
 
 
+def _threshold(row: dict) -> str:
+    t = row.get("threshold_override")
+    return "" if t is None else f" (threshold {t:g})"
+
+
 def _markdown() -> None:
     rows = [json.loads(line) for line in (RESULTS / "retiming_cpu.jsonl").read_text().splitlines() if line]
     lines = [
@@ -121,7 +129,7 @@ def _markdown() -> None:
     ]
     for r in rows:
         lines.append(
-            f"| {r['date']} | {Path(r['victim']).name} | {r['load']} ({r['load_before']:.1f}) "
+            f"| {r['date']} | {Path(r['victim']).name}{_threshold(r)} | {r['load']} ({r['load_before']:.1f}) "
             f"| {r['attacker']} "
             f"| {r['queries_used']} | {r['found']}/{r['present']} | {r['balanced']:.3f} "
             f"| {r['aligned_balanced']:.3f} | {r['best_rule_balanced']:.3f} | {r['seconds']} |"
@@ -139,6 +147,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--load", default="one", choices=tuple(LOADS))
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--threshold", type=float, default=None, help="one global confidence threshold")
     parser.add_argument("--data-dir", default=None)
     return run(parser.parse_args(argv))
 

@@ -76,6 +76,8 @@ def record(args) -> Path:
 
     victim_dir = Path(args.victim)
     net, variables, thresholds, _ = nets.load(victim_dir / "model")
+    if args.threshold is not None:  # one global threshold in place of the trained ones (SDN's rule)
+        thresholds = np.full_like(np.asarray(thresholds), args.threshold)
     images, picked, result = _query_images(args.queries, net, victim_dir, args.data_dir, args.n, args.seed)
     victim_oracle = oracle.Oracle(net, variables, thresholds, budget=len(images) * args.passes)
     true = oracle.true_exits(victim_oracle, images)
@@ -92,7 +94,8 @@ def record(args) -> Path:
             p.kill()
     config = result["config"]
     name = args.name or (
-        f"{config['arch']}_{config['dataset']}_w{config['width']}_k{net.num_exits}_{args.queries}_{args.load}"
+        f"{config['arch']}_{config['dataset']}_w{config['width']}_k{net.num_exits}"
+        f"{'' if args.threshold is None else f'_t{args.threshold:g}'}_{args.queries}_{args.load}"
         f"_{time.strftime('%Y%m%d-%H%M')}"
     )
     meta = {
@@ -103,6 +106,7 @@ def record(args) -> Path:
             "width": config["width"],
             "exits": net.num_exits,
             "thresholds": [float(t) for t in thresholds],
+            "threshold_override": args.threshold,
             "final_exit_accuracy": result["test"]["accuracy_per_exit"][-1],
             "accuracy_under_thresholds": result["test"]["accuracy_early_exit"],
             "made_by": "experiments/record_timing_corpus.sh",
@@ -221,7 +225,7 @@ def score_one(every: np.ndarray, true: np.ndarray, estimators=ESTIMATORS) -> dic
 
 
 def score(args) -> str:
-    paths = sorted(CORPUS.glob("*.npz"))
+    paths = sorted(CORPUS.glob(f"{args.only}.npz"))
     if not paths:
         raise SystemExit(f"no runtime sets in {CORPUS}: record some first (see --help)")
     names = list(ESTIMATORS) if not args.estimators else args.estimators.split(",")
@@ -260,8 +264,12 @@ def _markdown(rows, names, tally) -> str:
         ">= 0.95; else exits within +-1 and aligned balanced within 0.05 of the best rule). The best "
         "rule = the best time thresholds chosen knowing the true exits (accuracy / balanced). Load = the "
         "spinning processes the recorder started (quiet: none; one / two: that many cores kept busy), the "
-        "1-minute load average before timing in brackets: the sets recorded on 2026-11-30 ran beside "
-        "other work on the machine (load 1.5-4 even without spinners), so none of them is truly quiet. "
+        "1-minute load average before timing in brackets (the recorder itself keeps about one core "
+        "busy): the sets recorded on 2026-11-30 before 06:00 ran beside other work on the machine "
+        "(load 1.5-4 even without spinners), the `_t<threshold>_` sets (one global confidence "
+        "threshold in place of the victim's, so that every exit receives queries; "
+        "experiments/record_timing_corpus_spread.sh) quiet ones on an idle machine (load 1.2-1.6), "
+        "their `one` sets beside the scoring of the corpus (load 4-5). "
         "`kept_*` sets are earlier stealing runs' runtimes (the fastest of 5 passes only).",
         "",
         "Bars met: " + ", ".join(f"{n} {m} of {t}" for n, (m, t) in tally.items()) + ".",
@@ -300,6 +308,12 @@ def main(argv=None):
     rec.add_argument("--passes", type=int, default=10)
     rec.add_argument("--load", default="quiet", choices=tuple(LOADS))
     rec.add_argument("--seed", type=int, default=0)
+    rec.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="one global confidence threshold in place of the victim's (spreads the queries over the exits)",
+    )
     rec.add_argument("--name", default=None)
     rec.add_argument("--data-dir", default=None)
     kept = sub.add_parser("import-kept", help="earlier runs' fastest-of-R runtimes as corpus sets")
@@ -309,6 +323,7 @@ def main(argv=None):
     sc = sub.add_parser("score", help="run the estimators on every set; write the Markdown table")
     sc.add_argument("--estimators", default=None, help=f"comma-separated among {', '.join(ESTIMATORS)}")
     sc.add_argument("--out", default=None)
+    sc.add_argument("--only", default="*", help="score only the sets whose name matches this glob")
     args = parser.parse_args(argv)
     commands = {"record": record, "import-kept": import_kept, "score": score}
     return commands[args.command](args)

@@ -31,15 +31,16 @@ def running_drift(residuals: np.ndarray) -> np.ndarray:
     return d - np.median(d)
 
 
-def remove(every_log: np.ndarray, spread: float) -> np.ndarray | None:
-    """Drift-free fastest log-time per query from every pass's log-times f64[R, N] (R >= 2, measured
-    in row-major order), or None when the drift stays below half the noise spread."""
+def remove(every_log: np.ndarray, spread: float, summary=np.min) -> np.ndarray | None:
+    """Drift-free log-time per query (`summary` over its drift-free passes: the fastest by default)
+    from every pass's log-times f64[R, N] (R >= 2, measured in row-major order), or None when the
+    drift stays below half the noise spread."""
     passes, n = every_log.shape
     residuals = (every_log - np.median(every_log, axis=0)[None, :]).reshape(-1)
     d = running_drift(residuals)
     if np.max(np.abs(d)) < 0.5 * spread:
         return None
-    return (every_log - d.reshape(passes, n)).min(axis=0)
+    return summary(every_log - d.reshape(passes, n), axis=0)
 
 
 def remove_single(x: np.ndarray, spread: float, max_shift: float = 0.4, rounds: int = 2) -> np.ndarray | None:

@@ -39,6 +39,9 @@ class Mixture:
     rho: float
     nll: float  # negative log-likelihood of the samples
     bic: float  # 2 nll + the penalty of a Bayesian information criterion (see `Fitter.fit_many`)
+    icl: float  # bic + 2 x the entropy of the samples' exit assignment (integrated completed
+    # likelihood), counted on the exits' cores: two exits whose cores overlap pay for every sample
+    # they share
 
 
 def _log_parts(u, mu, sigma, log_w, lam, rho, hi):
@@ -64,7 +67,8 @@ def _log_parts(u, mu, sigma, log_w, lam, rho, hi):
 
 def _em(params, active, u, counts, hi):
     """ITERATIONS EM steps from `params` (mu, sigma, log_w [K + 1], lam, rho); inactive exits have
-    weight 0. Returns the fitted parameters and the negative log-likelihood."""
+    weight 0. Returns the fitted parameters, the negative log-likelihood and the entropy of the
+    samples' assignment to the exits' cores under the fitted model."""
 
     def log_w_of(w):
         return jnp.where(
@@ -105,7 +109,13 @@ def _em(params, active, u, counts, hi):
     mu, sigma, w, lam, rho = p
     core, tail, bg = _log_parts(u, mu, sigma, log_w_of(w), lam, rho, hi)
     total = logsumexp(jnp.concatenate([core, tail, bg[:, None]], axis=1), axis=1)
-    return p, -jnp.sum(counts * total)
+    # which exit's core a time belongs to, weighted by the chance that it is a core (undisturbed)
+    # time at all: slowed answers are ambiguous by nature, two exits are one if their cores overlap
+    core_total = logsumexp(core, axis=1)
+    post = jnp.exp(core - core_total[:, None])
+    ambiguity = -jnp.sum(jnp.where(post > 0, post * (core - core_total[:, None]), 0.0), axis=1)
+    entropy = jnp.sum(counts * jnp.exp(core_total - total) * ambiguity)
+    return p, -jnp.sum(counts * total), entropy
 
 
 @jax.jit
@@ -156,9 +166,9 @@ class Fitter:
 
         params = (stack(mus), stack(sigmas), stack(ws), stack(lams), stack(rhos))
         active = jnp.asarray(np.concatenate([np.stack(actives), np.repeat(actives[-1][None], fill, 0)]))
-        (mu, sigma, w, lam, rho), nll = _em_many(params, active, self.u, self.counts, self.hi_u)
+        (mu, sigma, w, lam, rho), nll, entropy = _em_many(params, active, self.u, self.counts, self.hi_u)
         mu, sigma, w = np.asarray(mu), np.asarray(sigma), np.asarray(w)
-        lam, rho, nll = np.asarray(lam), np.asarray(rho), np.asarray(nll)
+        lam, rho, nll, entropy = np.asarray(lam), np.asarray(rho), np.asarray(nll), np.asarray(entropy)
         out = []
         for i, start in enumerate(starts):
             k = len(start[0])
@@ -175,6 +185,7 @@ class Fitter:
                     rho=float(rho[i]),
                     nll=float(nll[i]),
                     bic=2 * float(nll[i]) + penalty,
+                    icl=2 * float(nll[i]) + penalty + 2 * float(entropy[i]),
                 )
             )
         return out

@@ -5,14 +5,21 @@ multiplicative) every exit is one component of the same shape, the shape that th
 passes produces: a Gaussian core (the jitter left after taking the fastest pass) with a slowed share
 rho delayed by an exponential of mean tau (passes that were all disturbed), rho and tau shared by the
 exits, plus a uniform background for scattered outliers (`_mixture`). `estimate_exits`
-  1. takes the fastest pass of each query (all passes when given [R, N]) and its log;
-  2. removes a slow drift of the whole machine within the run (`_drift`): a busy period shifts every
-     exit's time alike, which would otherwise split one exit into two;
+  1. reads one log-time per query: with one pass its time; with R >= 3 passes ([R, N]) the fastest,
+     the median, or the median once the drift along the measurement order is removed (`_drift`),
+     whichever leaves the exits' humps tightest (`summarise_passes`);
+  2. removes a slow drift of the whole machine within the run from stretches of the queries
+     (`_drift.remove_single`): a busy period shifts every exit's time alike, which would otherwise
+     split one exit into two;
   3. starts from every hump of a fine density estimate (over-complete: noise makes spurious humps),
      fits the mixture, and removes components one by one (each time the one whose removal costs the
      least likelihood), refitting each time; the number of exits is the one with the lowest Bayesian
-     information criterion among models whose every exit holds >= `min_size` queries and is the most
-     likely exit somewhere; a few split / add / remove moves then polish it;
+     information criterion (BIC) among models whose every exit holds >= `min_size` queries and is
+     the most likely exit somewhere; a few split / add / remove moves then polish it; then a model
+     of that search with fewer exits replaces it where its integrated completed likelihood is
+     lower (ICL: BIC plus twice the entropy of the queries' assignment to exits): BIC splits one
+     exit whose times are not bell-shaped into two that overlap, and overlap is what the ICL
+     charges for;
   4. a scan test for small exits: a tight cluster of a few queries where the fitted model expects
      almost none (a Poisson tail probability below `alpha`, corrected for the number of windows
      tried) is an exit of its own, however few queries reach it; BIC alone would absorb 3 queries of
@@ -34,6 +41,7 @@ from scipy import stats
 from mexjax.exits import _drift, _em, _kde
 
 MAX_START = _em.MAX_COMPONENTS
+CRITERIA = ("icl", "bic")
 
 
 def fastest(runtimes) -> np.ndarray:
@@ -70,6 +78,7 @@ def estimate_exits(
     min_size: int = 2,
     drift: bool = True,
     alpha: float = 1e-3,
+    criterion: str = "icl",
     return_boundaries: bool = False,
 ):
     """Estimate each query's exit from its response times (see the module docstring).
@@ -82,11 +91,15 @@ def estimate_exits(
       drift: remove a slow drift of the machine's speed along the measurement order first.
       alpha: the scan test's level (step 4): a small tight cluster is an exit when the fitted model
         makes that many queries there this unlikely, corrected for the number of places tried.
+      criterion: "icl" (default): the exits chosen by BIC, or fewer where the integrated completed
+        likelihood prefers them (BIC plus twice the entropy of the queries' assignment to exits:
+        two exits that overlap pay for every query they share); "bic": BIC alone, which splits an
+        exit whose times are not bell-shaped but keeps more of the exits that overlap.
 
     Returns (exit_ids int32[N] 0-based, num_exits) [+ boundaries in seconds]. A single hump is
     reported with a warning and num_exits = 1.
     """
-    fit = analyse_timing(runtimes, min_size=min_size, drift=drift, alpha=alpha)
+    fit = analyse_timing(runtimes, min_size=min_size, drift=drift, alpha=alpha, criterion=criterion)
     if fit.num_exits == 1:
         warnings.warn(
             "the runtimes form a single hump: no exit boundary is visible (a victim that always exits at "
@@ -97,29 +110,51 @@ def estimate_exits(
     return (*out, fit.boundaries) if return_boundaries else out
 
 
-def analyse_timing(runtimes, *, min_size: int = 2, drift: bool = True, alpha: float = 1e-3) -> TimingFit:
+def analyse_timing(
+    runtimes, *, min_size: int = 2, drift: bool = True, alpha: float = 1e-3, criterion: str = "icl"
+) -> TimingFit:
     """`estimate_exits` with everything it found (`TimingFit`), e.g. for adaptive re-timing."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}; got {criterion!r}")
     arr = np.asarray(runtimes, dtype=np.float64)
     t = fastest(arr)
     if t.size < 2:
         raise ValueError(f"need at least 2 runtimes to find exits; got {t.size}")
     x = np.log(t)
     min_size = max(2, int(min_size))
+    if arr.ndim == 2 and arr.shape[0] >= 3:
+        x = summarise_passes(np.log(arr), min_size, drift)
     spread = _noise_spread(x, min_size)
-    if drift and arr.ndim == 2 and arr.shape[0] >= 2:
-        steady = _drift.remove(np.log(arr), spread)
-        x = x if steady is None else steady
     if drift and x.size >= 400:  # drift common to every pass: along the queries' order
         steady = _drift.remove_single(x, spread)
         x = x if steady is None else steady
     if drift:
         spread = _noise_spread(x, min_size)  # the noise left once the drift is gone
-    cuts, model, fitter, center = fit_exits(x, spread, min_size, alpha)
+    cuts, model, fitter, center = fit_exits(x, spread, min_size, alpha, criterion)
     exit_ids = np.searchsorted(np.asarray(cuts), x, side="right").astype(np.int32)
     core, comp, bg = fitter.log_parts(model, (x - center) / spread, with_core=True)
     total = np.logaddexp(np.logaddexp.reduce(comp, axis=1), bg)
     confidence = np.exp(core.max(axis=1) - total).astype(np.float32)
     return TimingFit(exit_ids, len(cuts) + 1, [float(np.exp(c)) for c in cuts], confidence, x)
+
+
+def summarise_passes(every_log: np.ndarray, min_size: int = 2, drift: bool = True) -> np.ndarray:
+    """One log-time per query from every pass f64[R, N] (R >= 3): the fastest pass, the median pass,
+    or the median after removing the drift along the measurement order (`_drift`), whichever makes
+    the exits' humps the tightest (the smallest within-hump spread, `_noise_spread`).
+
+    Which one is best depends on the noise: with another process busy, most passes of a query are
+    slowed by a delay of one side and the fastest pass is the undisturbed one; on a quieter machine
+    the noise is closer to symmetric around a drifting speed and the median of drift-free passes is
+    far tighter than the minimum (the minimum of R symmetric draws is itself a wide, low draw).
+    The spread is measured without knowing any exit, so the attacker can make this choice."""
+    options = [every_log.min(axis=0), np.median(every_log, axis=0)]
+    if drift:
+        steady = _drift.remove(every_log, 0.0, summary=np.median)
+        if steady is not None:
+            options.append(steady)
+    spreads = [_noise_spread(x, min_size) for x in options]
+    return options[int(np.argmin(spreads))]
 
 
 def _noise_spread(x: np.ndarray, min_size: int) -> float:
@@ -147,8 +182,9 @@ def _start_centres(x: np.ndarray, spread: float) -> np.ndarray:
     return peaks if len(peaks) else np.array([float(np.median(x))])
 
 
-def fit_exits(x: np.ndarray, spread: float, min_size: int, alpha: float = 1e-3):
-    """The mixture chosen by BIC (module docstring, step 3) on log-times x with noise spread `spread`.
+def fit_exits(x: np.ndarray, spread: float, min_size: int, alpha: float = 1e-3, criterion: str = "icl"):
+    """The mixture chosen by BIC, or one with fewer exits that the ICL prefers (criterion "icl";
+    module docstring, step 3) on log-times x with noise spread `spread`.
 
     Returns (boundaries in log-time units, the fitted `_em.Mixture` in standardized units, its
     `_em.Fitter`, and the centre of the standardization: u = (x - centre) / spread). Small exits of
@@ -177,6 +213,9 @@ def fit_exits(x: np.ndarray, spread: float, min_size: int, alpha: float = 1e-3):
         if top is None or top.bic >= best.bic - 1e-6:
             break
         best = top
+    if criterion == "icl":  # fewer exits where the ICL prefers them: BIC's exits that overlap as one
+        fewer = [m for m in path if valid(m) and len(m.mu) < len(best.mu)]
+        best = min([best, *fewer], key=lambda m: m.icl)
     best = _small_exits(fitter, best, min_size, alpha)
     return [center + spread * b for b in fitter.boundaries(best)], best, fitter, center
 

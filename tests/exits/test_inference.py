@@ -16,11 +16,25 @@ def _runner(arch, tile, seed=0, num_exits=4):
     return net, variables, exits.ExitRunner(stages, tile=tile, buckets=(4 * tile, 16 * tile, 64 * tile))
 
 
+# Probabilities of one row computed inside tiles of more than one row may differ in the last bits
+# between paths on some CPUs (XLA picks vector kernels by the CPU's instruction set and the loop's
+# trip count: 1.2e-7 on an AMD EPYC, 0 on the Intel machine of docs/benchmarks.md). tile=1, the timed
+# batch-1 path, agrees bit for bit; larger tiles within PROBS_ATOL, exits exactly.
+PROBS_ATOL = 1e-6
+
+
 def _thresholds(runner, variables, x, seed):
-    """Random thresholds spread over the range of confidences the net actually produces."""
+    """Random thresholds spread over the range of confidences the net actually produces, each halfway
+    between two neighbouring confidences: no row lies within float noise of a threshold, so the
+    exits are the same on every CPU."""
     conf = np.asarray(exits.confidence(runner.all_exits(variables, x)))[:-1]
     rng = np.random.default_rng(seed)
-    return np.array([np.quantile(c, rng.uniform(0.2, 0.9)) for c in conf], np.float32)
+    out = []
+    for c in conf:
+        values = np.unique(c)
+        i = min(int(rng.uniform(0.2, 0.9) * len(values)), len(values) - 2)
+        out.append(0.5 * (values[i] + values[i + 1]))
+    return np.array(out, np.float32)
 
 
 @pytest.mark.parametrize("arch", nets.ARCHS)
@@ -38,8 +52,9 @@ def test_three_paths_agree_exactly(arch, tile):
         assert len(np.unique(exit_a)) >= 2, "thresholds should spread samples over exits"
         np.testing.assert_array_equal(exit_a, exit_c)
         np.testing.assert_array_equal(exit_a, exit_b)
-        np.testing.assert_array_equal(probs_a, probs_c)
-        np.testing.assert_array_equal(probs_a, probs_b)
+        atol = 0.0 if tile == 1 else PROBS_ATOL
+        np.testing.assert_allclose(probs_a, probs_c, rtol=0, atol=atol)
+        np.testing.assert_allclose(probs_a, probs_b, rtol=0, atol=atol)
 
 
 def test_tile_one_matches_a_plain_batch_one_stage_call():
