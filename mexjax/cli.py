@@ -40,6 +40,7 @@ def _cmd_demo(args) -> int:
         victim_epochs=args.victim_epochs,
         queries=args.queries,
         student_epochs=args.student_epochs,
+        victim_dir=None if args.victim is None else Path(args.victim),
     )
     print(f"{'dataset':<22}{'images':>8}  {'shape':<14}{'classes':>8}{'load s':>9}")
     for name, info in summary["datasets"].items():
@@ -75,19 +76,25 @@ def _cmd_demo(args) -> int:
             f"timings, KnockoffNets {a['knockoff_queries']} images. CLO q.: on {a['held_out_queries']} "
             "natural images never queried"
         )
-        print(f"{'model':<10}{'ACC':>8}{'fidelity':>10}{'CLO':>8}{'CLO q.':>8}{'CC (MFLOPs)':>13}")
+        print(
+            f"{'model':<10}{'ACC':>8}{'fidelity':>10}{'CLO':>8}{'CLO q.':>8}{'CC (MFLOPs)':>13}{'exits':>7}"
+        )
         first = next(iter(a["table"].values()))
         victim_flops = first["victim_mean_flops"] / 1e6
         one = 1.0
         print(
-            f"{'victim':<10}{first['victim_accuracy']:>8.4f}{one:>10.4f}{one:>8.4f}{one:>8.4f}{victim_flops:>13.2f}"
+            f"{'victim':<10}{first['victim_accuracy']:>8.4f}{one:>10.4f}{one:>8.4f}{one:>8.4f}"
+            f"{victim_flops:>13.2f}{a['victim_exits']:>7}"
         )
         for name, row in a["table"].items():
+            found = a["estimated_exits"] if name == "ours" else "-"
             print(
                 f"{name:<10}{row['accuracy']:>8.4f}{row['fidelity']:>10.4f}{row['closeness']:>8.4f}"
-                f"{row['closeness_queries']:>8.4f}{row['mean_flops'] / 1e6:>13.2f}"
+                f"{row['closeness_queries']:>8.4f}{row['mean_flops'] / 1e6:>13.2f}{found:>7}"
             )
         print(f"runtime density: {a['figure']}")
+    phases = ", ".join(f"{name} {sec:.0f} s" for name, sec in summary.get("phases", {}).items())
+    print(f"phases: {phases}")
     print(f"figure: {summary['figure']}\nsummary: {Path(args.out) / 'summary.json'}")
     return 0
 
@@ -185,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--victim-epochs", type=int, default=4)
     demo.add_argument("--queries", type=int, default=2000, help="TinyImageNet queries of the stealing attack")
     demo.add_argument("--student-epochs", type=int, default=10)
+    demo.add_argument(
+        "--victim",
+        default=None,
+        help="attack a victim saved by `train-victim` (a folder with result.json and model/) instead of "
+        "training the FashionMNIST one; a missing or damaged one falls back to training",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     tv = commands.add_parser(

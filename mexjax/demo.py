@@ -1,14 +1,16 @@
 """The CPU-sized demo behind the README's main command.
 
-It exercises what exists, end to end: every offline dataset is loaded (decoded once, then cached),
-fitted to a common victim input shape, turned into query sets and augmented on the device; then a small
-multi-exit victim is trained on FashionMNIST, its thresholds are chosen on held-out images, and the three
-inference paths (all exits, batch-1 early exit, batched early exit) are run and compared. Figures and a
-JSON summary are written. It grows into the full stealing pipeline as the library does.
+End to end, in timed phases: the data it uses (the victim's test set and the attacker's TinyImageNet
+images, decoded once, then cached); the victim (a saved one given with `victim_dir`, else a small
+multi-exit VGG16-SDN trained here on FashionMNIST with its thresholds chosen on held-out images), whose
+three inference paths (all exits, batch-1 early exit, batched early exit) are run and compared; then
+the stealing attack through the timing side channel with KnockoffNets beside it at the same budget.
+Figures and a JSON summary are written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -19,8 +21,21 @@ import numpy as np
 
 from mexjax import data, nets
 
-DEMO_SETS = (("cifar10", "test"), ("gtsrb", "test"), ("tinyimagenet", "val"), ("fashion_mnist", "test"))
 VICTIM_INPUT = (32, 32, 3)
+ATTACKER_SETS = (("tinyimagenet", "train"), ("tinyimagenet", "val"))  # the attacker's natural images
+
+
+@contextlib.contextmanager
+def phase(summary: dict, name: str):
+    """Time one phase of the demo: one printed line with its duration, kept in summary["phases"]."""
+    start = time.perf_counter()
+    print(f"[demo] {name} ...", flush=True)
+    try:
+        yield
+    finally:
+        seconds = round(time.perf_counter() - start, 1)
+        summary.setdefault("phases", {})[name] = seconds
+        print(f"[demo] {name}: {seconds:.1f} s", flush=True)
 
 
 def run(
@@ -31,55 +46,82 @@ def run(
     victim_epochs: int = 4,
     queries: int = 2000,
     student_epochs: int = 10,
+    victim_dir: Path | None = None,
 ) -> dict:
-    """Run the demo; returns (and writes to out_dir/summary.json) what it measured."""
+    """Run the demo; returns (and writes to out_dir/summary.json) what it measured.
+
+    victim_dir: a victim saved by `python -m mexjax train-victim` to attack instead of training the
+    FashionMNIST one here (a missing or damaged one is reported and the demo trains its own)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(seed)
     summary = {"datasets": {}, "skipped": {}}
+    saved = _saved_victim(victim_dir) if victim_dir is not None else None
+    victim_dataset = saved[3]["config"]["dataset"] if saved else "fashion_mnist"
     rows = []
-    for name, split in DEMO_SETS:
-        start = time.perf_counter()
-        try:
-            ds = data.load(name, split, data_dir=data_dir)
-        except data.DataError as err:
-            summary["skipped"][f"{name}/{split}"] = str(err)
-            print(f"[demo] skipping {name}/{split}: {err}")
-            continue
-        seconds = time.perf_counter() - start
-        key, pick_key = jax.random.split(key)
-        sample = data.subset(ds, pick_key, 8)
-        fitted = data.to_input_shape(sample.images, VICTIM_INPUT)
-        mean, std = data.channel_stats(ds.images[:5000])
-        summary["datasets"][f"{name}/{split}"] = {
-            "images": len(ds),
-            "shape": list(ds.image_shape),
-            "classes": ds.num_classes,
-            "load_seconds": round(seconds, 3),
-            "channel_mean": [round(float(m), 4) for m in mean],
-            "channel_std": [round(float(s), 4) for s in std],
-        }
-        rows.append((f"{name}/{split}", np.asarray(fitted)))
-
-    key, noise_key, aug_key = jax.random.split(key, 3)
-    noise = data.noise_images(noise_key, 8, VICTIM_INPUT)
-    rows.append(("uniform noise queries", noise))
-    if rows:
-        augmented = jax.jit(data.augment)(aug_key, rows[0][1])
-        rows.append((f"{rows[0][0]} augmented (crop+flip, jit)", np.asarray(augmented)))
-    figure = out_dir / "datasets.png"
-    _plot_rows(rows, figure)
+    with phase(summary, "data"):  # only the sets the demo uses: the victim's test set, the attacker's
+        for name, split in ((victim_dataset, "test"), *ATTACKER_SETS):
+            start = time.perf_counter()
+            try:
+                ds = data.load(name, split, data_dir=data_dir)
+            except data.DataError as err:
+                summary["skipped"][f"{name}/{split}"] = str(err)
+                print(f"[demo] skipping {name}/{split}: {err}")
+                continue
+            seconds = time.perf_counter() - start
+            key, pick_key = jax.random.split(key)
+            sample = data.subset(ds, pick_key, 8)
+            fitted = data.to_input_shape(sample.images, VICTIM_INPUT)
+            mean, std = data.channel_stats(ds.images[:5000])
+            summary["datasets"][f"{name}/{split}"] = {
+                "images": len(ds),
+                "shape": list(ds.image_shape),
+                "classes": ds.num_classes,
+                "load_seconds": round(seconds, 3),
+                "channel_mean": [round(float(m), 4) for m in mean],
+                "channel_std": [round(float(s), 4) for s in std],
+            }
+            rows.append((f"{name}/{split}", np.asarray(fitted)))
+        key, noise_key, aug_key = jax.random.split(key, 3)
+        noise = data.noise_images(noise_key, 8, VICTIM_INPUT)
+        rows.append(("uniform noise queries", noise))
+        if rows:
+            augmented = jax.jit(data.augment)(aug_key, rows[0][1])
+            rows.append((f"{rows[0][0]} augmented (crop+flip, jit)", np.asarray(augmented)))
+        figure = out_dir / "datasets.png"
+        _plot_rows(rows, figure)
     summary["figure"] = str(figure)
     summary["devices"] = [str(d) for d in jax.devices()]
-    if "fashion_mnist/test" in summary["datasets"] and victim_images > 0:
-        summary["victim"] = _victim_part(out_dir, data_dir, seed, victim_images, victim_epochs)
-        if "tinyimagenet/val" in summary["datasets"] and queries > 0:
-            try:
-                summary["attack"] = _attack_part(out_dir, data_dir, seed, queries, student_epochs)
-            except ValueError as err:  # e.g. the timing shows a single exit: say so, keep the rest
-                summary["attack"] = {"error": str(err)}
-                print(f"[demo] the attack stopped: {err}")
+    have_test = f"{victim_dataset}/test" in summary["datasets"]
+    if have_test and (saved is not None or victim_images > 0):
+        with phase(summary, "victim"):
+            if saved is None:
+                saved = _train_demo_victim(out_dir, data_dir, seed, victim_images, victim_epochs)
+            summary["victim"] = _victim_part(saved, data_dir)
+        have_queries = any(k.startswith("tinyimagenet/") for k in summary["datasets"])
+        if have_queries and queries > 0:
+            with phase(summary, "attack"):
+                try:
+                    summary["attack"] = _attack_part(out_dir, saved, data_dir, seed, queries, student_epochs)
+                except ValueError as err:  # e.g. the timing shows a single exit: say so, keep the rest
+                    summary["attack"] = {"error": str(err)}
+                    print(f"[demo] the attack stopped: {err}")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _saved_victim(victim_dir: Path):
+    """(net, variables, thresholds, result.json) of a saved victim, or None (said why) when it is
+    missing or cannot be read."""
+    from mexjax.checkpoint import CheckpointError
+
+    victim_dir = Path(victim_dir)
+    try:
+        result = json.loads((victim_dir / "result.json").read_text())
+        net, variables, thresholds, _ = nets.load(victim_dir / "model")
+    except (OSError, ValueError, KeyError, CheckpointError) as err:
+        print(f"[demo] cannot use the victim in {victim_dir} ({err}): training the demo's own victim")
+        return None
+    return net, variables, thresholds, result
 
 
 def train_or_set_aside(config, victim_dir: Path) -> dict:
@@ -98,8 +140,8 @@ def train_or_set_aside(config, victim_dir: Path) -> dict:
         return victim.train_victim(config, victim_dir)
 
 
-def _victim_part(out_dir: Path, data_dir, seed: int, images: int, epochs: int) -> dict:
-    """Train a narrow VGG16-SDN on a FashionMNIST subset and run real early exit on it."""
+def _train_demo_victim(out_dir: Path, data_dir, seed: int, images: int, epochs: int):
+    """Train a narrow VGG16-SDN on a FashionMNIST subset: (net, variables, thresholds, result)."""
     from mexjax import victim
 
     held_out = max(16, images // 10)
@@ -121,7 +163,16 @@ def _victim_part(out_dir: Path, data_dir, seed: int, images: int, epochs: int) -
     print(f"[demo] victim: a 6-exit VGG16-SDN (width 1/4) on {images} FashionMNIST images, {epochs} epochs")
     result = train_or_set_aside(config, out_dir / "victim")
     net, variables, thresholds, _ = nets.load(out_dir / "victim" / "model")
-    test = data.load("fashion_mnist", "test", data_dir=data_dir)
+    return net, variables, thresholds, result
+
+
+def _victim_part(saved, data_dir) -> dict:
+    """Real early exit on the victim: the three inference paths agree on its test images."""
+    from mexjax import victim
+
+    net, variables, thresholds, result = saved
+    dataset = result["config"]["dataset"]
+    test = data.load(dataset, "test", data_dir=data_dir)
     sample = victim.prepare(test.take(np.arange(min(200, len(test)))), net.input_shape)
     runner = net.runner(tile=1, buckets=(8, 32, 128, 256))
     exit_a, probs_a = runner.policy(variables, sample.images, thresholds)
@@ -145,11 +196,13 @@ def _victim_part(out_dir: Path, data_dir, seed: int, images: int, epochs: int) -
         "inference_paths_agree": agree,
         "sample_mean_flops_ratio": round(float(flops[exit_a].mean() / flops[-1]), 4),
         "minutes": result["minutes"],
-        "figure": str(out_dir / "victim" / "exits.png"),
+        "dataset": dataset,
+        "arch": result["config"]["arch"],
+        "width": result["config"]["width"],
     }
 
 
-def _attack_part(out_dir: Path, data_dir, seed: int, queries: int, epochs: int) -> dict:
+def _attack_part(out_dir: Path, saved, data_dir, seed: int, queries: int, epochs: int) -> dict:
     """Steal the demo victim through its timing side channel, with KnockoffNets beside it.
 
     Same footing: both spend the same query budget (ours: `queries` images timed 5 times each;
@@ -161,7 +214,7 @@ def _attack_part(out_dir: Path, data_dir, seed: int, queries: int, epochs: int) 
     from mexjax.attacks import steal
 
     passes = 5
-    net, variables, thresholds, _ = nets.load(out_dir / "victim" / "model")
+    net, variables, thresholds, result = saved
     try:
         pool = data.load("tinyimagenet", "train", data_dir=data_dir)
     except data.DataError:
@@ -172,7 +225,7 @@ def _attack_part(out_dir: Path, data_dir, seed: int, queries: int, epochs: int) 
     held = data.load("tinyimagenet", "val", data_dir=data_dir)
     held = data.subset(held, jax.random.key(seed + 2), min(1000, len(held)))
     held_images = np.asarray(data.to_input_shape(held.images, net.input_shape))
-    test = data.load("fashion_mnist", "test", data_dir=data_dir)
+    test = data.load(result["config"]["dataset"], "test", data_dir=data_dir)
     test = victim_mod.prepare(test, net.input_shape)
     budget = passes * len(query_images)
     victim = oracle.Oracle(net, variables, thresholds, budget=budget)

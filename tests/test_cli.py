@@ -35,15 +35,15 @@ def test_demo_on_tiny_data(tmp_path, cache_dir, capsys):
     ]
     assert cli.main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["datasets"]["cifar10/test"]["images"] == 10
-    assert summary["datasets"]["fashion_mnist/test"]["shape"] == [28, 28, 1]
-    assert set(summary["skipped"]) == {"gtsrb/test"}
-    assert "gtsrb32.tar.gz" in summary["skipped"]["gtsrb/test"]
+    # only the data the demo uses is decoded: the victim's test set and the attacker's images
+    assert set(summary["datasets"]) == {"fashion_mnist/test", "tinyimagenet/train", "tinyimagenet/val"}
+    assert summary["datasets"]["fashion_mnist/test"]["shape"] == [28, 28, 1] and not summary["skipped"]
     assert (out / "datasets.png").stat().st_size > 1000
     printed = capsys.readouterr().out
-    assert "cifar10/test" in printed and "not available" in printed
+    assert set(summary["phases"]) == {"data", "victim", "attack"}
+    assert "[demo] victim: " in printed and "phases: data" in printed
     victim = summary["victim"]
-    assert victim["inference_paths_agree"] is True
+    assert victim["inference_paths_agree"] is True and victim["dataset"] == "fashion_mnist"
     assert len(victim["accuracy_per_exit"]) == 6 and sum(victim["exit_histogram"]) == 9
     assert (out / "victim" / "model").is_dir() and "inference paths agree: True" in printed
     attack = summary["attack"]  # a tiny random-ish victim may show one exit only: then a clear message
@@ -57,8 +57,21 @@ def test_demo_on_tiny_data(tmp_path, cache_dir, capsys):
         assert 0 <= attack["table"]["ours"]["closeness_queries"] <= 1 and "CLO q." in printed
         assert 0 <= attack["exit_prediction"]["balanced_accuracy"] <= 1
         assert attack["exit_prediction"]["accuracy"] <= attack["best_boundary"]["accuracy"] <= 1
-    mean = np.array(summary["datasets"]["cifar10/test"]["channel_mean"])
+    mean = np.array(summary["datasets"]["tinyimagenet/val"]["channel_mean"])
     assert np.all((mean > 0.3) & (mean < 0.7))  # uniform random pixels average 0.5
+
+    # a saved victim is attacked as it is: no training phase of its own
+    again = tmp_path / "again"
+    reuse = [*argv[:2], str(again), *argv[3:], "--victim", str(out / "victim"), "--queries", "0"]
+    assert cli.main(reuse) == 0
+    summary = json.loads((again / "summary.json").read_text())
+    assert not (again / "victim").exists() and summary["victim"]["minutes"] == victim["minutes"]
+    # a damaged one is reported, and the demo trains its own
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "result.json").write_text("{not json")
+    assert cli.main([*reuse[:-4], "--victim", str(broken), "--queries", "0"]) == 0
+    assert "cannot use the victim in" in capsys.readouterr().out and (again / "victim" / "model").is_dir()
 
 
 def test_data_command_reports_missing(tmp_path, capsys):
