@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import numbers
 import time
 
 import jax
@@ -132,6 +133,16 @@ class Oracle:
     def remaining(self) -> int:
         return self.budget - self.used
 
+    def warmup(self) -> None:
+        """Compile the answering path before the first query: costs no query of the budget (a served
+        victim does this before its first client, whose first answer would otherwise carry the
+        compilation)."""
+        image = np.zeros((1, *self._net.input_shape), np.float32)
+        if isinstance(self.timing, SimulatedTiming):
+            self._runner.early_exit_batched(self._variables, image, self._thresholds)
+        else:
+            self._warmup(image)
+
     def _warmup(self, image):
         if not self._warm:  # compile every stage once; not counted, not timed
             self._lean = self._runner.lean(self._variables, image)
@@ -152,8 +163,7 @@ class Oracle:
         Costs N x passes queries. Raises BudgetExhausted (with the answers it could give) when the
         remaining budget does not cover the request. timed=False answers the batch at once without
         timing it (runtimes NaN; for attacks that ignore the clock, e.g. data-free extraction)."""
-        if passes < 1:
-            raise ValueError(f"passes must be >= 1; got {passes}")
+        passes = check_passes(passes)
         images = self._net.check_inputs(images)  # shape, dtype and NaN checks; float32 in [0, 1]
         images = np.asarray(images)
         n = len(images)
@@ -217,6 +227,16 @@ class Oracle:
             mode = "measured"
         runtimes = every.min(axis=0) if n else np.zeros(0)
         return self._respond(probs, runtimes, passes, mode, every)
+
+
+def check_passes(passes) -> int:
+    """Timing passes per image as an int, checked before anything is charged."""
+    if isinstance(passes, bool) or not isinstance(passes, numbers.Integral) or passes < 1:
+        raise ValueError(
+            f"passes must be a whole number >= 1 (timing passes per image); got {passes!r}: "
+            "nothing was charged"
+        )
+    return int(passes)
 
 
 def evaluation_view(oracle: Oracle):

@@ -30,6 +30,29 @@ def test_answers_equal_the_victims_early_exit(victim):
     assert not any("exit" in f.name for f in dataclasses.fields(result))  # never the exit index
 
 
+def test_warmup_compiles_without_spending_a_query(victim):
+    net, variables, thresholds, images = victim
+    o = oracle.Oracle(net, variables, thresholds, budget=3)
+    o.warmup()
+    assert o.used == 0 and o.remaining == 3
+    result = o.query(images[:3])
+    _, probs = net.runner().policy(variables, images[:3], thresholds)
+    np.testing.assert_array_equal(result.outputs, probs)
+    simulated = oracle.Oracle(net, variables, thresholds, budget=1, timing=oracle.SimulatedTiming())
+    simulated.warmup()
+    assert simulated.used == 0
+
+
+@pytest.mark.parametrize("passes", [1.5, 2.0, "2", True, 0, -1])
+def test_bad_passes_are_refused_before_any_charge(victim, passes):
+    net, variables, thresholds, images = victim
+    o = oracle.Oracle(net, variables, thresholds, budget=100)
+    with pytest.raises(ValueError, match="passes must be a whole number"):
+        o.query(images[:3], passes=passes)
+    assert o.used == 0
+    assert o.query(images[:3], passes=np.int64(2)).pass_runtimes.shape == (2, 3) and o.used == 6
+
+
 def test_budget_counts_repeats_and_keeps_partial_answers(victim):
     net, variables, thresholds, images = victim
     o = oracle.Oracle(net, variables, thresholds, budget=25, timing=oracle.SimulatedTiming())

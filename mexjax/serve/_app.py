@@ -72,8 +72,9 @@ class Service:
         return float(np.quantile(times, cm.pad_quantile))
 
     def warmup(self) -> None:
-        """Compile every stage before the first client (not counted against any client)."""
-        self._compute(np.zeros((1, *self.net.input_shape), np.uint8))
+        """Compile every stage before the first client (no client's query and none of the service's
+        total budget is spent)."""
+        self._oracle.warmup()
 
     def info(self) -> dict:
         return {

@@ -14,7 +14,7 @@ import time
 import httpx
 import numpy as np
 
-from mexjax.oracle import BudgetExhausted, QueryResult
+from mexjax.oracle import BudgetExhausted, QueryResult, check_passes
 from mexjax.serve._app import BUDGET_HEADER
 from mexjax.serve._codec import NPY, check_images, encode_npy
 
@@ -79,8 +79,7 @@ class RemoteOracle:
         (round trips; the fastest is kept). Costs N x passes queries; raises BudgetExhausted (with the
         answers it could give) when the budget does not cover the request, as `oracle.Oracle` does.
         timed=False sends up to max_batch images per request (runtimes NaN)."""
-        if passes < 1:
-            raise ValueError(f"passes must be >= 1; got {passes}")
+        passes = check_passes(passes)
         images = np.asarray(images)
         n = len(images)
         if n:
