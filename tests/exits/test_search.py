@@ -21,6 +21,48 @@ def _instance(seed, n, k, *, realizable=False, noise=0.0):
     return conf, targets.astype(np.int32)
 
 
+def _own_exits(conf, thresholds):
+    """Each query's exit under thresholds, by a plain loop: the first exit whose confidence reaches
+    its threshold, else the last."""
+    k = conf.shape[1]
+    return np.array([next((j for j in range(k - 1) if row[j] >= thresholds[j]), k - 1) for row in conf])
+
+
+def _own_score(conf, targets, thresholds, match=None):
+    exits_ = _own_exits(conf, thresholds)
+    hit = exits_ == targets
+    if match is not None:
+        hit &= match[np.arange(len(targets)), exits_]
+    return int(hit.sum())
+
+
+def _own_optimum(conf, targets, match=None):
+    """The best score over every combination of thresholds that matters, enumerated here without the
+    library: for each exit, every distinct confidence value at it, and 1.0 (no query leaves: the
+    instances' confidences are below 1). Scored for all combinations at once with numpy."""
+    k = conf.shape[1]
+    options = [np.append(np.unique(conf[:, i]), np.float32(1.0)) for i in range(k - 1)]
+    grid = np.stack(np.meshgrid(*options, indexing="ij"), -1).reshape(-1, k - 1)  # [C, K-1]
+    exits_ = np.full((len(grid), len(targets)), k - 1)
+    for j in range(k - 2, -1, -1):
+        exits_ = np.where(conf[None, :, j] >= grid[:, j : j + 1], j, exits_)
+    hit = exits_ == targets[None, :]
+    if match is not None:
+        hit &= match[np.arange(len(targets))[None, :], exits_]
+    return int(hit.sum(axis=1).max())
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 12), st.integers(2, 4))
+def test_search_reaches_an_independently_enumerated_optimum(seed, n, k):
+    conf, targets = _instance(seed, n, k)
+    found = exits.search_thresholds(conf, targets)
+    assert _own_score(conf, targets, found) == _own_optimum(conf, targets)
+    match = np.random.default_rng(seed + 1).uniform(size=(n, k)) < 0.7
+    found = exits.search_thresholds(conf, targets, label_match=match)
+    assert _own_score(conf, targets, found, match) == _own_optimum(conf, targets, match)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 10_000), st.integers(1, 40), st.integers(2, 4))
 def test_vectorized_reaches_the_brute_force_optimum(seed, n, k):

@@ -31,7 +31,9 @@ def test_global_threshold_matches_brute_force(max_drop):
     probs, labels = _probs()
     choice = exits.sdn_global_threshold(probs, labels, max_drop=max_drop)
     final = (probs[-1].argmax(-1) == labels).mean()
-    expected = next(q for q in choice.candidates if _accuracy(probs, labels, q)[0] >= final - max_drop - 1e-7)
+    grid = np.round(np.arange(0.30, 1.0, 0.01), 2).astype(np.float32)  # SDN's grid, written out here
+    np.testing.assert_array_equal(choice.candidates, grid)
+    expected = next((q for q in grid if _accuracy(probs, labels, q)[0] >= final - max_drop - 1e-7), grid[-1])
     assert choice.threshold == pytest.approx(expected)
     assert choice.final_accuracy == pytest.approx(final)
     acc, exits_ = _accuracy(probs, labels, choice.threshold)
