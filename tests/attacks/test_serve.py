@@ -247,7 +247,7 @@ def test_one_slot_answers_requests_of_either_dtype(victim, victim_setup, expecte
     bodies = [serve.encode_npy(images[:1]), serve.encode_npy(images[1:2].astype(np.float32) / 255)]
     slots = serve.ServeConfig(countermeasure=serve.Countermeasure("batch", window=0.25))
     with serve.background(serve.create_app(victim, slots)) as url, ThreadPoolExecutor(2) as pool:
-        responses = list(pool.map(lambda body: _post(url, body), bodies))  # most likely in one slot
+        responses = list(pool.map(lambda body: _post(url, body), bodies))  # one slot: test_countermeasures
     got = [np.asarray(r.json()["probabilities"], np.float32) for r in responses]
     np.testing.assert_array_equal(got[0], expected[:1])
     np.testing.assert_allclose(got[1], expected[1:2], atol=1e-6)  # floats scaled here, not in the oracle
