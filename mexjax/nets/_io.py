@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 
 import numpy as np
 
@@ -30,21 +31,51 @@ def spec_from_dict(d: dict) -> NetSpec:
 
 
 def save(directory: str | os.PathLike, net: MultiExitNet, variables, *, thresholds=None, info=None) -> None:
-    """Save variables, spec, thresholds (f32[K-1] or None) and any JSON-able `info`."""
+    """Save variables, spec, thresholds (f32[K-1] or None) and any JSON-able `info`.
+
+    A model already in `directory` is replaced, and only once the new one is written in full (a save
+    that fails leaves the old model as it was)."""
     if thresholds is not None:
         from mexjax.exits import check_thresholds
 
         thresholds = check_thresholds(thresholds, net.num_exits).tolist()
     meta = {"format": FORMAT, "spec": spec_to_dict(net.spec), "thresholds": thresholds, "info": info or {}}
-    with Checkpointer(directory, max_to_keep=1) as ckpt:
-        saved = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
-        if net.spec.activation_bits is not None:  # a quantized net's activation ranges
-            if "quant" not in variables:
-                raise ValueError(
-                    "this net quantizes activations: calibrate it (nets.calibrate) before saving"
-                )
-            saved["quant"] = variables["quant"]
+    saved = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+    if net.spec.activation_bits is not None:  # a quantized net's activation ranges
+        if "quant" not in variables:
+            raise ValueError("this net quantizes activations: calibrate it (nets.calibrate) before saving")
+        saved["quant"] = variables["quant"]
+    _check_fits(net, saved)
+    target = os.path.abspath(directory)
+    fresh = f"{target}.saving-{os.getpid()}"
+    shutil.rmtree(fresh, ignore_errors=True)
+    with Checkpointer(fresh, max_to_keep=1) as ckpt:
         ckpt.save(0, saved, meta)
+    if os.path.exists(target):
+        old = f"{target}.replaced-{os.getpid()}"
+        os.rename(target, old)
+        os.rename(fresh, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(fresh, target)
+
+
+def _check_fits(net: MultiExitNet, saved: dict) -> None:
+    """The variables have the structure and shapes of the net's spec (else the checkpoint could
+    never be loaded back into that spec)."""
+    import jax
+
+    expected = net.abstract_variables()
+    want = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(expected)}
+    got = {jax.tree_util.keystr(k): np.shape(v) for k, v in jax.tree_util.tree_leaves_with_path(saved)}
+    wrong = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))
+    if wrong:
+        first = wrong[0]
+        raise ValueError(
+            f"these variables do not fit the net's spec ({len(wrong)} arrays differ; e.g. {first}: "
+            f"{got.get(first, 'missing')} given, {want.get(first, 'not in the spec')} expected): "
+            "save the variables with the net that made them (same arch, width, exits, classes)"
+        )
 
 
 def load(directory: str | os.PathLike) -> tuple[MultiExitNet, dict, np.ndarray | None, dict]:

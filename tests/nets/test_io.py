@@ -36,3 +36,26 @@ def test_load_errors(tmp_path):
             meta.write_text("{broken")
     with pytest.raises(CheckpointError):
         nets.load(tmp_path / "m")
+
+
+def test_saving_over_a_model_replaces_it(tmp_path):
+    net = nets.build("vgg16", num_classes=3, num_exits=3, width=0.125)
+    first, second = net.init(jax.random.key(0)), net.init(jax.random.key(1))
+    nets.save(tmp_path / "m", net, first, thresholds=[0.5, 0.6])
+    nets.save(tmp_path / "m", net, second, thresholds=[0.9, 0.9], info={"run": 2})
+    _, restored, thresholds, info = nets.load(tmp_path / "m")
+    np.testing.assert_array_equal(thresholds, np.float32([0.9, 0.9]))
+    assert info == {"run": 2}
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(second), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # nothing left beside it
+
+
+def test_save_refuses_variables_of_another_spec(tmp_path):
+    net = nets.build("vgg16", num_classes=3, num_exits=3, width=0.125)
+    wider = nets.build("vgg16", num_classes=3, num_exits=3, width=0.25)
+    nets.save(tmp_path / "m", net, net.init(jax.random.key(0)), thresholds=[0.5, 0.6])
+    with pytest.raises(ValueError, match="do not fit the net's spec"):
+        nets.save(tmp_path / "m", net, wider.init(jax.random.key(0)))
+    _, _, thresholds, _ = nets.load(tmp_path / "m")  # the model already there is untouched
+    np.testing.assert_array_equal(thresholds, np.float32([0.5, 0.6]))
