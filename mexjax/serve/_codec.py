@@ -11,6 +11,7 @@ Every problem raises `RequestError` with the HTTP status to answer and a message
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 import numpy as np
@@ -55,12 +56,37 @@ def _decode_npy(body: bytes) -> np.ndarray:
         raise RequestError(
             400, "the body is not a .npy array (it lacks the .npy header): write it with np.save"
         )
+    stream = io.BytesIO(body)
+    try:  # the header first: a shape it declares must match the bytes sent (nothing is allocated)
+        version = np.lib.format.read_magic(stream)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+            version, np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(stream)
+    except (ValueError, OSError, EOFError, SyntaxError) as err:
+        raise RequestError(
+            400, f"the body is not a readable .npy array (np.save, no pickles): {_clean(err)}"
+        ) from err
+    if dtype.hasobject:
+        raise RequestError(400, "the .npy array holds Python objects: send uint8 or float32 numbers")
+    declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize if shape else dtype.itemsize
+    if declared != len(body) - stream.tell():
+        raise RequestError(
+            400,
+            f"the .npy header declares shape {shape} of {dtype} ({declared} bytes) but "
+            f"{len(body) - stream.tell()} bytes of data follow: write the array with np.save",
+        )
     try:
         return np.load(io.BytesIO(body), allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
         raise RequestError(
-            400, f"the body is not a readable .npy array (np.save, no pickles): {err}"
+            400, f"the body is not a readable .npy array (np.save, no pickles): {_clean(err)}"
         ) from err
+
+
+def _clean(err: Exception) -> str:
+    """An error's message without object addresses (nothing of the server's memory goes back)."""
+    return re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the body", str(err))
 
 
 def _decode_image(body: bytes, kind: str, input_shape) -> np.ndarray:
@@ -76,8 +102,12 @@ def _decode_image(body: bytes, kind: str, input_shape) -> np.ndarray:
             pixels = np.asarray(image.convert("L" if c == 1 else "RGB"))
     except RequestError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as err:
-        raise RequestError(400, f"the body is not a decodable {kind} image: {err}") from err
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise RequestError(
+            422, f"the image declares too many pixels; this victim takes {w}x{h} images"
+        ) from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise RequestError(400, f"the body is not a decodable {kind} image: {_clean(err)}") from err
     return pixels.reshape(1, h, w, c)
 
 

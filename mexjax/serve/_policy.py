@@ -49,6 +49,10 @@ class Countermeasure:
             raise ValueError(f"batch answers need a slot window > 0 seconds; got {self.window}")
         if self.full_time is not None and not self.full_time > 0:
             raise ValueError(f"full_time must be > 0 seconds (or None to measure it); got {self.full_time}")
+        for name in ("delay", "window", "full_time"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number of seconds; got {value}")
         if not 0 < self.pad_quantile <= 1 or self.pad_runs < 1:
             raise ValueError("need 0 < pad_quantile <= 1 and pad_runs >= 1")
 

@@ -74,6 +74,9 @@ def test_options_are_checked():
         serve.Countermeasure("uniform")
     with pytest.raises(ValueError, match="window > 0"):
         serve.Countermeasure("batch")
+    for kind, option in (("batch", "window"), ("uniform", "delay"), ("constant", "full_time")):
+        with pytest.raises(ValueError, match=f"{option} must be a finite"):  # never answered otherwise
+            serve.Countermeasure(kind, **{option: math.inf})
     with pytest.raises(ValueError, match="max_batch"):
         serve.ServeConfig(max_batch=0)
     with pytest.raises(ValueError, match="budget"):
@@ -168,7 +171,36 @@ def _bad_requests(images):
             "image/png",
         ),
         "png size": (dict(body=_png(images[0, :16, :16]), content_type="image/png"), 422, "32x32"),
+        "npy header lies": (dict(body=_npy_declaring((10_000_000_000, 32, 32, 3))), 400, "declares shape"),
+        "png bomb": (dict(body=_png_declaring(20000, 20000), content_type="image/png"), 422, "pixels"),
+        "not an image": (dict(body=b"\x89PNG" + b"\x01" * 40, content_type="image/png"), 400, "image/png"),
     }
+
+
+def _npy_declaring(shape):
+    """A small .npy body whose header declares `shape` (uint8): its data would not fit in memory."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    return buffer.getvalue() + b"\x00" * 64
+
+
+def _png_declaring(width, height):
+    """A PNG whose header declares width x height pixels (the pixel data itself is tiny)."""
+    import struct
+    import zlib
+
+    def chunk(kind, payload):
+        return (
+            struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 8))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_bad_requests_get_4xx_and_the_server_keeps_serving(served, victim_setup):
@@ -177,6 +209,7 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(served, victim_setup)
         response = _post(served, **request)
         assert response.status_code == status, (name, response.text)
         assert fragment in response.json()["error"], (name, response.json())
+        assert " at 0x" not in response.text, (name, response.text)  # no address of the server's memory
         assert _post(served, serve.encode_npy(images[:1]), client="steady").status_code == 200, name
     unknown = httpx.get(f"{served}/v2/predict")
     wrong_method = httpx.get(f"{served}/v1/predict")
