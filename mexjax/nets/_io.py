@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import shutil
 
@@ -13,6 +15,40 @@ from mexjax.nets._arch import NetSpec, Unit
 from mexjax.nets._model import MultiExitNet
 
 FORMAT = "mexjax.model/1"
+CHECKSUMS = "sha256sums.json"  # every file of the checkpoint, checked on load
+
+
+def _digests(directory: str) -> dict[str, str]:
+    out = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, directory)
+            if rel == CHECKSUMS:
+                continue
+            with open(path, "rb") as f:
+                out[rel] = hashlib.file_digest(f, "sha256").hexdigest()
+    return out
+
+
+def _verify(directory) -> None:
+    """Every file listed at save time is there with the same sha256 (models saved before the
+    checksums were written load unchecked)."""
+    listed = os.path.join(directory, CHECKSUMS)
+    if not os.path.exists(listed):
+        return
+    try:
+        with open(listed) as f:
+            expected = json.load(f)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{listed} is unreadable ({err}): save the model again") from err
+    found = _digests(str(directory))
+    damaged = sorted(k for k in expected if found.get(k) != expected[k])
+    if damaged:
+        raise CheckpointError(
+            f"the model in {directory} is damaged: {len(damaged)} file(s) changed or missing since it was "
+            f"saved (e.g. {damaged[0]}); save or train it again (`python -m mexjax train-victim`)"
+        )
 
 
 def spec_to_dict(spec: NetSpec) -> dict:
@@ -51,6 +87,8 @@ def save(directory: str | os.PathLike, net: MultiExitNet, variables, *, threshol
     shutil.rmtree(fresh, ignore_errors=True)
     with Checkpointer(fresh, max_to_keep=1) as ckpt:
         ckpt.save(0, saved, meta)
+    with open(os.path.join(fresh, CHECKSUMS), "w") as f:
+        json.dump(_digests(fresh), f, indent=0, sort_keys=True)
     if os.path.exists(target):
         old = f"{target}.replaced-{os.getpid()}"
         os.rename(target, old)
@@ -84,6 +122,7 @@ def load(directory: str | os.PathLike) -> tuple[MultiExitNet, dict, np.ndarray |
         raise CheckpointError(
             f"no saved model at {directory}: train one with `python -m mexjax train-victim`"
         )
+    _verify(directory)
     with Checkpointer(directory, max_to_keep=1) as ckpt:
         meta = ckpt.read_meta()
         if meta.get("format") != FORMAT:

@@ -59,3 +59,16 @@ def test_save_refuses_variables_of_another_spec(tmp_path):
         nets.save(tmp_path / "m", net, wider.init(jax.random.key(0)))
     _, _, thresholds, _ = nets.load(tmp_path / "m")  # the model already there is untouched
     np.testing.assert_array_equal(thresholds, np.float32([0.5, 0.6]))
+
+
+def test_a_damaged_checkpoint_is_refused(tmp_path):
+    net = nets.build("vgg16", num_classes=3, num_exits=3, width=0.125)
+    nets.save(tmp_path / "m", net, net.init(jax.random.key(0)), thresholds=[0.5, 0.6])
+    files = [p for p in (tmp_path / "m").rglob("*") if p.is_file() and p.name != "sha256sums.json"]
+    largest = max(files, key=lambda p: p.stat().st_size)
+    raw = bytearray(largest.read_bytes())
+    middle = len(raw) // 2
+    raw[middle : middle + 16] = bytes(b ^ 0xFF for b in raw[middle : middle + 16])
+    largest.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="damaged"):
+        nets.load(tmp_path / "m")
