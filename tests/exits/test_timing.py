@@ -220,6 +220,7 @@ def test_live_measured_exits_far_apart():
     answers = victim.query(images, passes=5)
     true = oracle.true_exits(victim, images)
     assert len(np.unique(true)) == 3
-    k, p = scores(answers.pass_runtimes, true)
+    k, p = scores(answers.runtimes, true)  # the fastest of 5: with 30 queries an exit, the median
+    # pass (chosen when the humps look tighter) split an exit in half the runs under load
     # a loaded machine can make one exit's times bimodal (read as two humps): the grouping must hold
     assert abs(k - 3) <= 1 and p["aligned_accuracy"] >= 0.95, (p["confusion"], answers.runtimes)
