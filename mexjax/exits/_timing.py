@@ -127,9 +127,9 @@ def analyse_timing(
     spread = _noise_spread(x, min_size)
     if drift and x.size >= 400:  # drift common to every pass: along the queries' order
         steady = _drift.remove_single(x, spread)
-        x = x if steady is None else steady
-    if drift:
-        spread = _noise_spread(x, min_size)  # the noise left once the drift is gone
+        if steady is not None:
+            x = steady
+            spread = _noise_spread(x, min_size)  # the noise left once the drift is gone
     cuts, model, fitter, center = fit_exits(x, spread, min_size, alpha, criterion)
     exit_ids = np.searchsorted(np.asarray(cuts), x, side="right").astype(np.int32)
     core, comp, bg = fitter.log_parts(model, (x - center) / spread, with_core=True)
