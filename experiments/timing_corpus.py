@@ -128,6 +128,7 @@ def record(args) -> Path:
     np.savez_compressed(
         path,
         pass_runtimes=answers.pass_runtimes.astype(np.float32),
+        pass_order=answers.pass_order.astype(np.int32),
         true_exits=true.astype(np.int8),
         query_indices=picked.astype(np.int32),
         meta=np.array(json.dumps(meta)),
@@ -178,6 +179,7 @@ def load_set(path: Path) -> dict:
             "name": path.stem,
             "pass_runtimes": f["pass_runtimes"].astype(np.float64),
             "true_exits": f["true_exits"].astype(np.int64),
+            "pass_order": f["pass_order"].astype(np.int64) if "pass_order" in f else None,
             "meta": json.loads(str(f["meta"])),
         }
 
@@ -188,14 +190,17 @@ def present_rank(true: np.ndarray) -> np.ndarray:
     return np.searchsorted(present, true)
 
 
-ESTIMATORS = {
-    "mixture": lambda every: exits.estimate_exits(every)[0],
-    "density rules": lambda every: exits.estimate_exits_density(every.min(axis=0))[0],
-    "textbook": lambda every: textbook(every.min(axis=0)),
+ESTIMATORS = {  # each reads (every pass f64[R, N], their measurement order int[R, N] or None)
+    "mixture": lambda every, order: exits.estimate_exits(every, order=order)[0],
+    "mixture without replication": lambda every, order: exits.estimate_exits(
+        every, order=order, replication_level=0
+    )[0],
+    "density rules": lambda every, order: exits.estimate_exits_density(every.min(axis=0))[0],
+    "textbook": lambda every, order: textbook(every.min(axis=0)),
 }
 
 
-def score_one(every: np.ndarray, true: np.ndarray, estimators=ESTIMATORS) -> dict:
+def score_one(every: np.ndarray, true: np.ndarray, estimators=ESTIMATORS, order=None) -> dict:
     """Scores of each estimator on one runtime set at one pass count (every: f64[R, N])."""
     fastest = every.min(axis=0)
     bound = metrics.best_boundary_accuracy(fastest, true)
@@ -204,7 +209,7 @@ def score_one(every: np.ndarray, true: np.ndarray, estimators=ESTIMATORS) -> dic
     for name, estimator in estimators.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            estimated = np.asarray(estimator(every))
+            estimated = np.asarray(estimator(every, order))
         p = metrics.exit_prediction(estimated, true)
         found = int(estimated.max()) + 1
         separable = bound["balanced_accuracy"] >= 0.97
@@ -237,7 +242,8 @@ def score(args) -> str:
         for r in PASSES:
             if r > len(s["pass_runtimes"]):
                 continue
-            result = score_one(s["pass_runtimes"][:r], true, chosen)
+            order = None if s["pass_order"] is None else s["pass_order"][:r]
+            result = score_one(s["pass_runtimes"][:r], true, chosen, order)
             rows.append((s, r, result))
             for n in names:
                 tally[n][0] += result[n]["met"]

@@ -41,9 +41,12 @@ class QueryResult:
     passes: int
     timing: str  # "measured", "simulated" or "untimed"
     output: str  # "probs" or "labels"
-    # f64[passes, N]: every pass's time; pass p timed all N images in order before pass p + 1, so
-    # the measurement order is row-major (drift within a run shows along it). None when untimed.
+    # f64[passes, N]: every pass's time of every image (column i: image i); pass p timed all N
+    # images before pass p + 1. None when untimed.
     pass_runtimes: np.ndarray | None = None
+    # int64[passes, N]: the order of measurement, pass_order[p, t] = the image timed t-th in pass p
+    # (`measurement_order`). None: image order in every pass (simulated timing, older results).
+    pass_order: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.runtimes)
@@ -112,6 +115,7 @@ class Oracle:
         self.output = output
         self.timing = timing
         self._key = key if key is not None else jax.random.key(0)
+        self._orders = np.random.default_rng(np.asarray(jax.random.key_data(self._key)).ravel().tolist())
         self.used = 0
         self._warm = False
         # an output defense (defenses.OutputDefense) perturbs every answer's probabilities after the
@@ -183,13 +187,13 @@ class Oracle:
         _, probs = self._runner.early_exit_batched(self._variables, images, self._thresholds)
         return self._respond(probs, np.full(len(images), np.nan), 1, "untimed")
 
-    def _respond(self, probs, runtimes, passes, mode, every=None) -> QueryResult:
+    def _respond(self, probs, runtimes, passes, mode, every=None, order=None) -> QueryResult:
         if self._defend is not None and len(probs):
             defended, self._defense_state = self._defend(jnp.asarray(probs), self._defense_state)
             probs = np.asarray(defended)
         outputs = probs.argmax(-1).astype(np.int32) if self.output == "labels" else probs
         every = None if every is None else np.asarray(every, np.float64).reshape(passes, len(runtimes))
-        return QueryResult(outputs, runtimes.astype(np.float64), passes, mode, self.output, every)
+        return QueryResult(outputs, runtimes.astype(np.float64), passes, mode, self.output, every, order)
 
     def _answer(self, images, passes) -> QueryResult:
         n = len(images)
@@ -211,12 +215,13 @@ class Oracle:
             # before the clock starts, so each timing holds the network and nothing else
             rows = [np.array(self._runner._pad(images[i : i + 1], self._runner.tile)) for i in range(n)]
             answer, thresholds = self._lean, self._thresholds
+            order = measurement_order(passes, n, self._orders)
             collecting = gc.isenabled()
             gc.disable()  # a garbage-collection pause inside the clock would read as a later exit
             try:
                 for p in range(passes):
                     times = every[p]
-                    for i in range(n):
+                    for i in order[p]:
                         start = time.perf_counter()
                         _, row = answer(rows[i], thresholds)
                         times[i] = time.perf_counter() - start
@@ -226,7 +231,21 @@ class Oracle:
                     gc.enable()
             mode = "measured"
         runtimes = every.min(axis=0) if n else np.zeros(0)
-        return self._respond(probs, runtimes, passes, mode, every)
+        return self._respond(probs, runtimes, passes, mode, every, order if mode == "measured" else None)
+
+
+def measurement_order(passes: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """The order to time N images in, per pass: int64[passes, N]; pass 0 in image order, every later
+    pass in a fresh random order.
+
+    A measured time depends a little on the answer timed just before it (what it left in the caches)
+    and on the place in the pass (a pass starts slower): in the same order every pass, those effects
+    follow the image through all its passes and look like its own exit's time. Shuffled, they are
+    noise that differs from pass to pass, which the passes average out and which lets a split of
+    the times be tested for being the images' own (`exits.estimate_exits`, step 5)."""
+    first = np.arange(n)[None, :]
+    later = [rng.permutation(n) for _ in range(passes - 1)]
+    return np.concatenate([first, *[o[None, :] for o in later]]).astype(np.int64)
 
 
 def check_passes(passes) -> int:

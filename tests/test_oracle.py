@@ -126,6 +126,22 @@ def test_every_pass_is_kept_in_measurement_order(victim):
         result = o.query(images[:8], passes=3)
         assert result.pass_runtimes.shape == (3, 8) and np.all(result.pass_runtimes > 0)
         np.testing.assert_array_equal(result.runtimes, result.pass_runtimes.min(axis=0))
+    measured = oracle.Oracle(net, variables, thresholds, budget=100).query(images[:8], passes=4)
+    order = measured.pass_order  # pass 0 in image order, later passes shuffled afresh
+    np.testing.assert_array_equal(order[0], np.arange(8))
+    assert all(sorted(row) == list(range(8)) for row in order)
+    assert len({tuple(row) for row in order[1:]}) > 1
+
+
+def test_measurement_order():
+    rng = np.random.default_rng(0)
+    order = oracle.measurement_order(20, 50, rng)
+    assert order.shape == (20, 50)
+    np.testing.assert_array_equal(order[0], np.arange(50))
+    np.testing.assert_array_equal(np.sort(order, axis=1), np.broadcast_to(np.arange(50), (20, 50)))
+    # every later pass a fresh order: an image's place is not kept from pass to pass
+    place = np.argsort(order[1:], axis=1)  # [pass, image] -> its place in that pass
+    assert np.mean(place[0] == place[1]) < 0.2 and np.corrcoef(place[0], place[1])[0, 1] < 0.5
 
 
 def test_lean_path_answers_bit_for_bit_as_the_jit_path(victim):

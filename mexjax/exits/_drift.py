@@ -31,16 +31,23 @@ def running_drift(residuals: np.ndarray) -> np.ndarray:
     return d - np.median(d)
 
 
-def remove(every_log: np.ndarray, spread: float, summary=np.min) -> np.ndarray | None:
-    """Drift-free log-time per query (`summary` over its drift-free passes: the fastest by default)
-    from every pass's log-times f64[R, N] (R >= 2, measured in row-major order), or None when the
-    drift stays below half the noise spread."""
+def remove(every_log: np.ndarray, spread: float, summary=np.min, order: np.ndarray | None = None):
+    """Drift-free log-time per query (`summary` over its drift-free passes: the fastest by default;
+    None: every drift-free pass f64[R, N])
+    from every pass's log-times f64[R, N] (R >= 2; pass p measured before pass p + 1, within a pass
+    in the order `order[p]` (query indices, `oracle.measurement_order`) or, without one, in query
+    order), or None when the drift stays below half the noise spread."""
     passes, n = every_log.shape
-    residuals = (every_log - np.median(every_log, axis=0)[None, :]).reshape(-1)
-    d = running_drift(residuals)
+    if order is None:
+        order = np.broadcast_to(np.arange(n), (passes, n))
+    rows = np.arange(passes)[:, None]
+    residuals = every_log - np.median(every_log, axis=0)[None, :]
+    d = running_drift(residuals[rows, order].reshape(-1)).reshape(passes, n)  # in measurement order
     if np.max(np.abs(d)) < 0.5 * spread:
         return None
-    return summary(every_log - d.reshape(passes, n), axis=0)
+    drift = np.empty_like(d)
+    drift[rows, order] = d  # back to query order
+    return every_log - drift if summary is None else summary(every_log - drift, axis=0)
 
 
 def remove_single(x: np.ndarray, spread: float, max_shift: float = 0.4, rounds: int = 2) -> np.ndarray | None:

@@ -23,7 +23,12 @@ exits, plus a uniform background for scattered outliers (`_mixture`). `estimate_
   4. a scan test for small exits: a tight cluster of a few queries where the fitted model expects
      almost none (a Poisson tail probability below `alpha`, corrected for the number of windows
      tried) is an exit of its own, however few queries reach it; BIC alone would absorb 3 queries of
-     thousands into a neighbour's tail or the background at little cost in likelihood.
+     thousands into a neighbour's tail or the background at little cost in likelihood;
+  5. with R >= 2 passes, a replication test of every boundary (`keep_replicated`): a query's exit is
+     fixed, so the queries that one half of the passes puts on the fast side of a boundary must also
+     be the faster ones in the other half. A split of one exit's times, however bimodal the noise
+     made them (a loaded machine does), does not replicate: which queries land low is chance in each
+     half. Neighbours whose split does not replicate are merged, the least convincing first.
 Queries are assigned to the exit whose weighted density is highest at their time. Exits are numbered
 0, 1, ... in order of time; an exit that no query reaches cannot be seen.
 """
@@ -79,6 +84,8 @@ def estimate_exits(
     drift: bool = True,
     alpha: float = 1e-3,
     criterion: str = "icl",
+    replication_level: float = 1e-3,
+    order=None,
     return_boundaries: bool = False,
 ):
     """Estimate each query's exit from its response times (see the module docstring).
@@ -95,11 +102,24 @@ def estimate_exits(
         likelihood prefers them (BIC plus twice the entropy of the queries' assignment to exits:
         two exits that overlap pay for every query they share); "bic": BIC alone, which splits an
         exit whose times are not bell-shaped but keeps more of the exits that overlap.
+      replication_level: with R >= 2 passes, two neighbouring exits stay apart only when their split
+        replicates on passes it was not read from (step 5) at this level (Bonferroni-corrected over
+        the boundaries); 0 switches the check off.
+      order: int[R, N] with runtimes [R, N]: the order each pass measured the queries in
+        (`oracle.QueryResult.pass_order`); None: query order in every pass.
 
     Returns (exit_ids int32[N] 0-based, num_exits) [+ boundaries in seconds]. A single hump is
     reported with a warning and num_exits = 1.
     """
-    fit = analyse_timing(runtimes, min_size=min_size, drift=drift, alpha=alpha, criterion=criterion)
+    fit = analyse_timing(
+        runtimes,
+        min_size=min_size,
+        drift=drift,
+        alpha=alpha,
+        criterion=criterion,
+        replication_level=replication_level,
+        order=order,
+    )
     if fit.num_exits == 1:
         warnings.warn(
             "the runtimes form a single hump: no exit boundary is visible (a victim that always exits at "
@@ -111,19 +131,30 @@ def estimate_exits(
 
 
 def analyse_timing(
-    runtimes, *, min_size: int = 2, drift: bool = True, alpha: float = 1e-3, criterion: str = "icl"
+    runtimes,
+    *,
+    min_size: int = 2,
+    drift: bool = True,
+    alpha: float = 1e-3,
+    criterion: str = "icl",
+    replication_level: float = 1e-3,
+    order=None,
 ) -> TimingFit:
     """`estimate_exits` with everything it found (`TimingFit`), e.g. for adaptive re-timing."""
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}; got {criterion!r}")
     arr = np.asarray(runtimes, dtype=np.float64)
     t = fastest(arr)
+    if order is not None and arr.ndim != 2:
+        raise ValueError("order (the measurement order of every pass) goes with runtimes [R, N]")
+    order = _check_order(order, arr.shape)
     if t.size < 2:
         raise ValueError(f"need at least 2 runtimes to find exits; got {t.size}")
     x = np.log(t)
     min_size = max(2, int(min_size))
+    every_log, summary = np.log(arr), np.min
     if arr.ndim == 2 and arr.shape[0] >= 3:
-        x = summarise_passes(np.log(arr), min_size, drift)
+        x, every_log, summary = _summary_choice(every_log, min_size, drift, order)
     spread = _noise_spread(x, min_size)
     if drift and x.size >= 400:  # drift common to every pass: along the queries' order
         steady = _drift.remove_single(x, spread)
@@ -131,6 +162,13 @@ def analyse_timing(
             x = steady
             spread = _noise_spread(x, min_size)  # the noise left once the drift is gone
     cuts, model, fitter, center = fit_exits(x, spread, min_size, alpha, criterion)
+    if arr.ndim == 2 and arr.shape[0] >= 2 and replication_level > 0:
+        cuts, merged = keep_replicated(every_log, x, cuts, replication_level, summary)
+        if merged:  # the model of the merged exits, for the confidence below
+            start = model
+            for j in merged:
+                start = _em.Mixture(*_merged(start, j), nll=0.0, bic=0.0, icl=0.0)
+            (model,) = fitter.fit_many([(start.mu, start.sigma, start.weight, start.tau, start.rho)])
     exit_ids = np.searchsorted(np.asarray(cuts), x, side="right").astype(np.int32)
     core, comp, bg = fitter.log_parts(model, (x - center) / spread, with_core=True)
     total = np.logaddexp(np.logaddexp.reduce(comp, axis=1), bg)
@@ -138,7 +176,7 @@ def analyse_timing(
     return TimingFit(exit_ids, len(cuts) + 1, [float(np.exp(c)) for c in cuts], confidence, x)
 
 
-def summarise_passes(every_log: np.ndarray, min_size: int = 2, drift: bool = True) -> np.ndarray:
+def summarise_passes(every_log: np.ndarray, min_size: int = 2, drift: bool = True, order=None) -> np.ndarray:
     """One log-time per query from every pass f64[R, N] (R >= 3): the fastest pass, the median pass,
     or the median after removing the drift along the measurement order (`_drift`), whichever makes
     the exits' humps the tightest (the smallest within-hump spread, `_noise_spread`).
@@ -148,13 +186,35 @@ def summarise_passes(every_log: np.ndarray, min_size: int = 2, drift: bool = Tru
     the noise is closer to symmetric around a drifting speed and the median of drift-free passes is
     far tighter than the minimum (the minimum of R symmetric draws is itself a wide, low draw).
     The spread is measured without knowing any exit, so the attacker can make this choice."""
-    options = [every_log.min(axis=0), np.median(every_log, axis=0)]
+    return _summary_choice(every_log, min_size, drift, order)[0]
+
+
+def _summary_choice(every_log: np.ndarray, min_size: int, drift: bool, order):
+    """`summarise_passes` with how it summarised: (log-time per query, the passes' log-times it was
+    read from (drift-free where the drift was removed), the summary over passes: np.min or
+    np.median)."""
+    options = [(every_log, np.min), (every_log, np.median)]
     if drift:
-        steady = _drift.remove(every_log, 0.0, summary=np.median)
+        steady = _drift.remove(every_log, 0.0, summary=None, order=order)
         if steady is not None:
-            options.append(steady)
-    spreads = [_noise_spread(x, min_size) for x in options]
-    return options[int(np.argmin(spreads))]
+            options.append((steady, np.median))
+    summaries = [summary(passes, axis=0) for passes, summary in options]
+    best = int(np.argmin([_noise_spread(x, min_size) for x in summaries]))
+    return summaries[best], *options[best]
+
+
+def _check_order(order, shape) -> np.ndarray | None:
+    """The measurement order int[R, N] (each row a permutation of the queries), checked."""
+    if order is None:
+        return None
+    arr = np.asarray(order)
+    ok = arr.shape == shape and np.issubdtype(arr.dtype, np.integer)
+    if not ok or not np.all(np.sort(arr, axis=1) == np.arange(shape[1])[None, :]):
+        raise ValueError(
+            f"order must hold, for each of the {shape[0]} passes, a permutation of the {shape[1]} "
+            f"queries (int[R, N], as oracle.QueryResult.pass_order); got shape {arr.shape}, dtype {arr.dtype}"
+        )
+    return arr
 
 
 def _noise_spread(x: np.ndarray, min_size: int) -> float:
@@ -322,3 +382,49 @@ def _small_exits(fitter: _em.Fitter, model: _em.Mixture, min_size: int, alpha: f
     w = np.concatenate([model.weight[:-1], [m / n for *_, m in keep], model.weight[-1:]])
     (refit,) = fitter.fit_many([(mu, sigma, w / w.sum(), model.tau, model.rho)])
     return refit if fitter.dominates(refit) else model
+
+
+def keep_replicated(
+    every_log: np.ndarray, x: np.ndarray, cuts: list[float], level: float = 1e-3, summary=np.min
+):
+    """Step 5 of the module docstring: the boundaries (log-time cuts) whose split replicates across
+    passes; the one least convincing (the largest `replication_p`, above level / the number of
+    boundaries) is dropped, then the rest tested again. every_log: f64[R, N] log-times of every
+    pass; x: the one log-time per query the cuts were read from (`summary` over every pass).
+
+    Returns (kept cuts, the exits merged in turn: j means exits j and j + 1 became one). The kept
+    cuts stay where the full model put them: a model refitted after a merge gives the merged exit
+    one broad shape, and a broad neighbour can take over a narrow exit's fast edge."""
+    cuts, merged = list(cuts), []
+    while cuts:
+        ids = np.searchsorted(np.asarray(cuts), x, side="right")
+        p = [replication_p(every_log, ids, j, summary) for j in range(len(cuts))]
+        j = int(np.argmax(p))
+        if p[j] <= level / len(cuts):
+            break
+        del cuts[j]
+        merged.append(j)
+    return cuts, merged
+
+
+def replication_p(every_log: np.ndarray, exit_ids: np.ndarray, j: int, summary=np.min) -> float:
+    """The p-value that exits j and j + 1 are one exit split by noise.
+
+    The passes are dealt into two halves (even and odd passes: both span the whole measurement).
+    The queries of the two exits are ranked by their time in one half (`summary` over its passes,
+    as the exits were read: the fastest or the median) and the n_j fastest called the earlier
+    exit; in the other half, the earlier exit's times must be lower (a one-sided Mann-Whitney
+    test). Both ways round; the larger p counts. When the two exits are one, a query's rank in one
+    half says nothing about the other half (p is uniform; this needs the passes measured in fresh
+    orders, `oracle.measurement_order`); when they are two, the same queries are fast in both."""
+    pair = (exit_ids == j) | (exit_ids == j + 1)
+    n_early = int(np.sum(exit_ids == j))
+    if n_early == 0 or n_early == int(pair.sum()):
+        return 1.0  # an exit no query reaches is not seen
+    halves = summary(every_log[0::2, pair], axis=0), summary(every_log[1::2, pair], axis=0)
+    worst = 0.0
+    for ranked, tested in (halves, halves[::-1]):
+        order = np.argsort(ranked, kind="stable")
+        early, late = tested[order[:n_early]], tested[order[n_early:]]
+        worst = max(worst, float(stats.mannwhitneyu(early, late, alternative="less").pvalue))
+    return worst

@@ -14,7 +14,7 @@ import time
 import httpx
 import numpy as np
 
-from mexjax.oracle import BudgetExhausted, QueryResult, check_passes
+from mexjax.oracle import BudgetExhausted, QueryResult, check_passes, measurement_order
 from mexjax.serve._app import BUDGET_HEADER
 from mexjax.serve._codec import NPY, check_images, encode_npy
 
@@ -30,7 +30,8 @@ class RemoteError(RuntimeError):
 class RemoteOracle:
     """A served victim at `url`, queried as client `client_id` (see the module docstring)."""
 
-    def __init__(self, url: str, *, client_id: str = "attacker", timeout: float = 60.0):
+    def __init__(self, url: str, *, client_id: str = "attacker", timeout: float = 60.0, seed: int = 0):
+        self._orders = np.random.default_rng(seed)  # the order of each timing pass's requests
         self._http = httpx.Client(base_url=url, timeout=timeout, headers={"X-Client-Id": client_id})
         try:
             info = self._get("/health")
@@ -121,13 +122,15 @@ class RemoteOracle:
         n = len(images)
         bodies = [encode_npy(images[i : i + 1]) for i in range(n)]
         outputs, every = self._empty(n), np.zeros((passes, n))
-        for p in range(passes):  # passes interleaved, as the in-process oracle times them
-            for i in range(n):
+        order = measurement_order(passes, n, self._orders)  # as the in-process oracle times them
+        timed = np.zeros((passes, n), bool)
+        for p in range(passes):
+            for i in order[p]:
                 start = time.perf_counter()
                 response = self._post(bodies[i])
                 elapsed = time.perf_counter() - start
-                if response.status_code == 429:
-                    done = i if p == passes - 1 else 0  # images timed in every pass
+                if response.status_code == 429:  # keep the first images timed in every pass
+                    done = int(np.argmin(np.append(timed.all(axis=0), False)))
                     kept = every[:, :done]
                     result = QueryResult(
                         outputs[:done], kept.min(axis=0), passes, self.timing, self.output, kept
@@ -135,8 +138,9 @@ class RemoteOracle:
                     raise BudgetExhausted(_message(response), result)
                 outputs[i] = self._read(response)[0]
                 every[p, i] = elapsed
+                timed[p, i] = True
         runtimes = every.min(axis=0) if n else np.zeros(0)
-        return QueryResult(outputs, runtimes, passes, self.timing, self.output, every)
+        return QueryResult(outputs, runtimes, passes, self.timing, self.output, every, order)
 
     def _untimed(self, images: np.ndarray) -> QueryResult:
         n = len(images)

@@ -106,6 +106,8 @@ def test_remote_answers_equal_the_in_process_oracle(served, victim_setup, expect
     np.testing.assert_array_equal(timed.outputs, expected[:6])
     np.testing.assert_array_equal(untimed.outputs, expected[:6])
     assert timed.timing == "network" and timed.passes == 2 and np.all(timed.runtimes > 0)
+    np.testing.assert_array_equal(timed.runtimes, timed.pass_runtimes.min(axis=0))
+    assert timed.pass_order.shape == (2, 6) and sorted(timed.pass_order[1]) == list(range(6))
     assert untimed.timing == "untimed" and np.isnan(untimed.runtimes).all()
 
 
@@ -243,6 +245,14 @@ def test_a_stale_client_count_still_stops_at_the_servers(served, victim_setup, e
             second.query(images[:5])
         np.testing.assert_array_equal(caught.value.answered.outputs, expected[:3])
         assert second.remaining == 0
+    with serve.RemoteOracle(served, client_id="twin2", seed=1) as first:  # refused in a shuffled pass
+        first.query(images[: BUDGET - 12], timed=False)
+        first.used -= 10  # stale: it believes 22 remain
+        with pytest.raises(oracle.BudgetExhausted) as caught:
+            first.query(images[:5], passes=3)  # passes 0 and 1 all 5, pass 2 (shuffled) 2 of them
+    answered = caught.value.answered  # the first images timed in all 3 passes (none to 2)
+    assert len(answered) <= 2 and np.all(answered.pass_runtimes > 0)
+    np.testing.assert_array_equal(answered.outputs, expected[: len(answered)])
     with pytest.raises(serve.RemoteError, match="X-Client-Id"):
         serve.RemoteOracle(served, client_id="not valid")
 

@@ -104,7 +104,8 @@ def steal(
     if config.use_timing:
         every = getattr(answers, "pass_runtimes", None)  # every pass, when the oracle kept them
         timed = every if every is not None and every.shape[0] > 1 else answers.runtimes
-        est, k, boundaries = exits.estimate_exits(timed, return_boundaries=True)
+        order = getattr(answers, "pass_order", None) if timed is every else None
+        est, k, boundaries = exits.estimate_exits(timed, order=order, return_boundaries=True)
         if k < 2:
             raise ValueError(
                 "the timing shows a single exit: the victim seems not to exit early on these queries "
