@@ -12,19 +12,36 @@ echo "[test] ruff"
 echo "[test] pytest"
 # Real-archive tests fail (instead of skipping) when ../shared/data is missing.
 export MEXJAX_REQUIRE_DATA=${MEXJAX_REQUIRE_DATA:-1}
-set +e
-# Tests marked slow are covered by a committed experiment run and stay out of the default run;
-# `bash scripts/test.sh -m slow` runs them (the last -m wins).
-.venv/bin/python -m pytest -m "not slow" --durations=15 "$@"
-rc=$?
-set -e
-if [ "$rc" = 5 ]; then
-  # Exit code 5 means pytest collected nothing: fine only while the project has no tests at all.
-  if [ -n "$(find tests -name 'test_*.py' -print -quit 2>/dev/null)" ]; then
+workers=${MEXJAX_TEST_WORKERS:-2}
+
+# pytest's exit code, with 5 (nothing collected) an error while tests/ has test files
+run_pytest() {
+  set +e
+  .venv/bin/python -m pytest "$@"
+  local rc=$?
+  set -e
+  if [ "$rc" = 5 ] && [ -n "$(find tests -name 'test_*.py' -print -quit 2>/dev/null)" ]; then
     echo "[test] pytest collected no tests although tests/ has test files: failing." >&2
-    exit 1
+    return 1
   fi
-  echo "[test] no tests yet: nothing to run."
-  exit 0
+  [ "$rc" = 5 ] && return 0
+  return "$rc"
+}
+
+if [ "$#" -gt 0 ]; then
+  # Extra arguments: one plain run with them (e.g. `-m slow`: the last -m wins).
+  run_pytest -m "not slow" --durations=15 "$@"
+  exit $?
 fi
+# Tests marked slow are covered by a committed experiment run and stay out of the default run.
+# Everything else runs on $workers processes, except the tests that assert on measured time: they
+# run alone afterwards, so that the suite's own load does not enter their clocks.
+rc=0
+run_pytest -m "not slow and not wallclock" -n "$workers" --durations=15 || rc=$?
+echo "[test] pytest: the wall-clock tests, alone"
+set +e
+.venv/bin/python -m pytest -m "wallclock and not slow" --durations=5
+wall=$?
+set -e
+[ "$wall" = 0 ] || [ "$wall" = 5 ] || rc=$wall  # 5: no wall-clock test left, nothing to run
 exit "$rc"

@@ -94,6 +94,7 @@ def test_simulated_timing_separates_exits(victim):
     assert k == 3 and metrics.exit_prediction(est, true)["accuracy"] == 1.0
 
 
+@pytest.mark.wallclock
 def test_measured_timing_orders_the_exits(victim):
     net, variables, thresholds, images = victim
     o = oracle.Oracle(net, variables, thresholds, budget=10_000)

@@ -17,6 +17,7 @@ import pytest
 from mexjax import data, exits, metrics, nets, oracle, serve
 
 N = 60
+pytestmark = pytest.mark.wallclock  # measured over loopback: run alone (scripts/test.sh)
 
 
 @pytest.fixture(scope="module")

@@ -254,6 +254,7 @@ def test_timing_corpus_is_there():
 
 
 # ---- live ------------------------------------------------------------------------------------
+@pytest.mark.wallclock
 def test_live_measured_exits_far_apart():
     """A victim whose exits lie far apart in time (full-width VGG16 with 3 exits: a few ms between
     them at batch 1, several times the jitter of a loaded 2-core machine), timed for real. Under load
