@@ -7,8 +7,10 @@
     .venv/bin/python experiments/timing_corpus.py score
 
 A set is a compressed .npz in experiments/results/timing_corpus/: `pass_runtimes` f32[passes, N]
-(seconds, every pass's time of every query, measured by `oracle.Oracle` in the order pass 0 over all
-queries, then pass 1, ...), `true_exits` int8[N], and `meta` (JSON: the victim, the query set, the
+(seconds, every pass's time of every query, measured by `oracle.Oracle`: pass 0 over all queries,
+then pass 1, ...), `pass_order` int32[passes, N] (the order each pass timed the queries in: pass 0
+in query order, later passes shuffled; sets named `*_shuffled`; earlier sets timed every pass in
+query order and have none), `true_exits` int8[N], and `meta` (JSON: the victim, the query set, the
 load condition, the load average before and after, the date, the machine). `--load one` / `two` keeps
 one / both cores busy with spinning processes started by the recorder itself while it times.
 
@@ -95,7 +97,7 @@ def record(args) -> Path:
     config = result["config"]
     name = args.name or (
         f"{config['arch']}_{config['dataset']}_w{config['width']}_k{net.num_exits}"
-        f"{'' if args.threshold is None else f'_t{args.threshold:g}'}_{args.queries}_{args.load}"
+        f"{'' if args.threshold is None else f'_t{args.threshold:g}'}_{args.queries}_{args.load}_shuffled"
         f"_{time.strftime('%Y%m%d-%H%M')}"
     )
     meta = {
