@@ -43,6 +43,19 @@ def _session_cache(tmp_path_factory):
         os.environ["MEXJAX_CACHE_DIR"] = old
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _require_checksums():
+    """Every image-folder archive a test loads must be listed in a SHA256SUMS beside it (tests about
+    the missing-checksum warning unset the variable themselves)."""
+    old = os.environ.get("MEXJAX_REQUIRE_CHECKSUMS")
+    os.environ["MEXJAX_REQUIRE_CHECKSUMS"] = "1"
+    yield
+    if old is None:
+        os.environ.pop("MEXJAX_REQUIRE_CHECKSUMS", None)
+    else:
+        os.environ["MEXJAX_REQUIRE_CHECKSUMS"] = old
+
+
 @pytest.fixture(autouse=True)
 def _no_user_data_dir(monkeypatch):
     """Tests must not depend on the developer's MEXJAX_DATA_DIR."""

@@ -12,7 +12,7 @@ Public API:
 from mexjax.data._batching import augment, batches
 from mexjax.data._cache import CacheRebuildWarning
 from mexjax.data._dataset import CorruptDataError, DataError, Dataset, DatasetNotFoundError
-from mexjax.data._load import NAMES, load
+from mexjax.data._load import NAMES, MissingChecksumWarning, load
 from mexjax.data._locate import cache_dir, data_dirs
 from mexjax.data._queries import noise_images, permutation, split, subset
 from mexjax.data._transforms import (
@@ -31,6 +31,7 @@ __all__ = [
     "DataError",
     "Dataset",
     "DatasetNotFoundError",
+    "MissingChecksumWarning",
     "augment",
     "batches",
     "cache_dir",

@@ -19,7 +19,7 @@ import numpy as np
 
 from mexjax.data._locate import cache_dir
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: entries are written only after the completeness checks of the loaders
 _CHUNK = 1 << 22
 
 

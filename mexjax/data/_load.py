@@ -15,14 +15,26 @@ from mexjax.data._locate import FASHION_MNIST_SYSTEM_DIR, data_dirs, searched_pl
 @dataclasses.dataclass(frozen=True)
 class _ArchiveSpec:
     stem: str  # archive `<stem>.tar.gz` or extracted folder `<stem>/`
-    splits: tuple[str, ...]
+    sizes: dict[str, int]  # images in each split, as published (checked on copies with the README.txt)
+    num_classes: int
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(self.sizes)
 
 
 ARCHIVES = {
-    "cifar10": _ArchiveSpec("cifar10-jpeg75", ("train", "test")),
-    "gtsrb": _ArchiveSpec("gtsrb32", ("train", "test")),
-    "tinyimagenet": _ArchiveSpec("tinyimagenet200-20k", ("train", "val")),
+    "cifar10": _ArchiveSpec("cifar10-jpeg75", {"train": 50_000, "test": 10_000}, 10),
+    "gtsrb": _ArchiveSpec("gtsrb32", {"train": 39_209, "test": 12_630}, 43),
+    "tinyimagenet": _ArchiveSpec("tinyimagenet200-20k", {"train": 20_000, "val": 10_000}, 200),
 }
+REQUIRE_CHECKSUMS_ENV = "MEXJAX_REQUIRE_CHECKSUMS"
+
+
+class MissingChecksumWarning(UserWarning):
+    """An archive is loaded although no SHA256SUMS beside it lists it, so it cannot be verified."""
+
+
 FORMAT_SPLITS = {
     "fashion_mnist": ("train", "test"),
     "cifar100": ("train", "test"),
@@ -63,7 +75,7 @@ def load(
         spec = ARCHIVES[canonical]
         _check_split(canonical, split, spec.splits)
         path = _find_archive(canonical, spec, data_dir)
-        return _load_image_folder(path, split, name=canonical, channels=3, progress=progress)
+        return _load_image_folder(path, split, name=canonical, channels=3, progress=progress, spec=spec)
     if canonical in FORMAT_SPLITS:
         _check_split(canonical, split, FORMAT_SPLITS[canonical])
         return _FORMAT_LOADERS[canonical](split, data_dir)
@@ -114,7 +126,53 @@ def _expected_sha256(archive: Path) -> str | None:
     return None
 
 
-def _load_image_folder(path: Path, split: str, *, name: str, channels, progress) -> Dataset:
+def _check_listed(archive: Path) -> str | None:
+    """The archive's checksum from SHA256SUMS; a missing entry warns, or fails under
+    MEXJAX_REQUIRE_CHECKSUMS=1."""
+    expected = _expected_sha256(archive)
+    if expected is not None:
+        return expected
+    sums = archive.parent / "SHA256SUMS"
+    what = f"{archive} has no entry in {sums}" if sums.is_file() else f"{archive} has no SHA256SUMS beside it"
+    how = (
+        f"once you know the copy is complete, add its checksum with `cd {archive.parent} && "
+        f"sha256sum {archive.name} >> SHA256SUMS`"
+    )
+    if os.environ.get(REQUIRE_CHECKSUMS_ENV) == "1":
+        raise DataError(
+            f"{what}, and {REQUIRE_CHECKSUMS_ENV}=1 requires every archive to be listed: {how}, or "
+            f"unset {REQUIRE_CHECKSUMS_ENV}."
+        )
+    warnings.warn(
+        f"{what}, so it cannot be checked for corruption or truncation: {how} (it is then verified on "
+        f"every load; {REQUIRE_CHECKSUMS_ENV}=1 makes a missing entry an error).",
+        MissingChecksumWarning,
+        stacklevel=4,
+    )
+    return None
+
+
+def _check_complete(path: Path, name: str, spec: _ArchiveSpec, class_names, counts: dict[str, int]):
+    """A published copy of a named dataset (its README.txt is at the top) must hold every split with the
+    published number of images and classes. Small stand-ins in the same layout carry no README.txt."""
+    fix = "Copy it (or extract it) again from a complete archive, checked against its SHA256SUMS line."
+    what = f"{path} carries the README.txt of the published {name} but is incomplete"
+    for split, size in spec.sizes.items():
+        if split not in counts:
+            raise CorruptDataError(
+                f"{what}: the split {split!r} is missing (it holds {', '.join(counts) or 'no split'}). {fix}"
+            )
+        if counts[split] != size:
+            raise CorruptDataError(
+                f"{what}: its {split} split holds {counts[split]} images but {name} has {size}. {fix}"
+            )
+    if len(class_names) != spec.num_classes:
+        raise CorruptDataError(
+            f"{what}: it holds {len(class_names)} classes but {name} has {spec.num_classes}. {fix}"
+        )
+
+
+def _load_image_folder(path: Path, split: str, *, name: str, channels, progress, spec=None) -> Dataset:
     if path.is_dir():
         files = _imagefolder.image_files(path)
         if not files:
@@ -122,10 +180,11 @@ def _load_image_folder(path: Path, split: str, *, name: str, channels, progress)
                 f"image folder {path} holds no images at <split>/<class>/<image> (looked for files "
                 f"ending in {', '.join(sorted(_imagefolder.IMAGE_SUFFIXES))})."
             )
-        key = _cache.folder_fingerprint(files, path)
+        readme = [path / "README.txt"] if (path / "README.txt").is_file() else []  # it decides the checks
+        key = _cache.folder_fingerprint(files + readme, path)
     else:
+        expected = _check_listed(path)
         key = _cache.file_sha256(path)
-        expected = _expected_sha256(path)
         if expected is not None and expected != key:
             raise CorruptDataError(
                 f"{path} has sha256 {key} but SHA256SUMS beside it says {expected}: the archive is "
@@ -133,7 +192,7 @@ def _load_image_folder(path: Path, split: str, *, name: str, channels, progress)
             )
     entry = _cache.entry_path(name, key)
     meta = _cache.read_meta(entry, key)
-    if meta is not None:
+    if meta is not None:  # entries are written only after the checks below
         if split not in meta["splits"]:
             raise DataError(f"{path} has no split {split!r}; its splits are {', '.join(meta['splits'])}")
         arrays = _cache.read_split(entry, meta, split)
@@ -141,7 +200,9 @@ def _load_image_folder(path: Path, split: str, *, name: str, channels, progress)
             return Dataset(*arrays, class_names=tuple(meta["class_names"]), name=name, split=split)
 
     reader = _imagefolder.read_folder if path.is_dir() else _imagefolder.read_archive
-    class_names, splits = reader(path, channels=channels, progress=progress)
+    class_names, splits, has_readme = reader(path, channels=channels, progress=progress)
+    if spec is not None and has_readme:  # before caching: an incomplete dataset is never cached
+        _check_complete(path, name, spec, class_names, {s: len(y) for s, (_, y) in splits.items()})
     if split not in splits:
         raise DataError(f"{path} has no split {split!r}; its splits are {', '.join(splits)}")
     try:

@@ -2,11 +2,13 @@
 
 TrainConfig, fit(net, train_set, config, *, workdir=None, eval_set=None) -> (variables, history)
 predict(net, variables, images) -> f32[K, N, C]
+read_metrics(path) -> [record]                 a run's metrics.jsonl (a cut last line is skipped)
 cross_entropy, soft_cross_entropy, sdn_loss, sdn_weights      per-example losses ([B])
 """
 
 from mexjax.train._loop import (
     RECIPES,
+    MetricsFileError,
     TrainConfig,
     TrainState,
     default_loss,
@@ -15,12 +17,14 @@ from mexjax.train._loop import (
     make_optimizer,
     make_train_step,
     predict,
+    read_metrics,
 )
 from mexjax.train._losses import cross_entropy, sdn_loss, sdn_max_weights, sdn_weights, soft_cross_entropy
 from mexjax.train._sharding import batch_sharding, data_mesh, replicated
 
 __all__ = [
     "RECIPES",
+    "MetricsFileError",
     "TrainConfig",
     "TrainState",
     "batch_sharding",
@@ -32,6 +36,7 @@ __all__ = [
     "make_optimizer",
     "make_train_step",
     "predict",
+    "read_metrics",
     "replicated",
     "sdn_loss",
     "sdn_max_weights",

@@ -4,13 +4,19 @@ One jit-compiled, data-parallel `train_step(state, images, labels, weights, key)
 runs inside it on the device. The epoch loop shuffles with `fold_in(data_key, epoch)` and derives
 every step's randomness from `fold_in(step_key, step)`, so a run resumed from its last checkpoint
 ends with bit-identical parameters to an uninterrupted one.
+
+`metrics.jsonl` gets one line per epoch, written before that epoch's checkpoint (which also stores the
+record). On resume the file is rewritten to the epochs the checkpoint holds, one record each; a last
+line cut by a kill mid-write is skipped with a warning, a corrupt line before it is an error.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
+import warnings
 from pathlib import Path
 
 import flax.struct
@@ -27,6 +33,10 @@ from mexjax.train import _sharding
 from mexjax.train._losses import sdn_loss, sdn_weights
 
 RECIPES = ("sdn", "ic_only", "adam")
+
+
+class MetricsFileError(ValueError):
+    """A metrics.jsonl holds a corrupt record before its last line."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +66,9 @@ class TrainConfig:
 
     @property
     def lr(self) -> float:
-        return self.learning_rate or (0.1 if self.recipe == "sdn" else 1e-3)
+        if self.learning_rate is not None:  # 0 is a learning rate too
+            return self.learning_rate
+        return 0.1 if self.recipe == "sdn" else 1e-3
 
     @property
     def lr_milestones(self) -> tuple[float, ...]:
@@ -236,7 +248,9 @@ def fit(
             restored, saved = checkpointer.restore(abstract)
             state, step_key = restored["train"], jax.random.wrap_key_data(restored["key"])
             start_epoch = saved["epoch"] + 1
-            history = _read_history(workdir / "metrics.jsonl", start_epoch)
+            history = _read_history(workdir / "metrics.jsonl", start_epoch, saved.get("record"))
+        else:  # lines of epochs that never reached a checkpoint: they are trained (and logged) again
+            _write_history(workdir / "metrics.jsonl", [])
 
     repl = _sharding.replicated(mesh)
     batch_sharding = _sharding.batch_sharding(mesh)
@@ -286,7 +300,7 @@ def fit(
                 with open(workdir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
                 host_state = jax.device_get({"train": state, "key": jax.random.key_data(step_key)})
-                checkpointer.save(epoch, host_state, {**meta, "epoch": epoch})
+                checkpointer.save(epoch, host_state, {**meta, "epoch": epoch, "record": record})
             if stop_after_epoch is not None and epoch >= stop_after_epoch:
                 break
     finally:
@@ -304,14 +318,67 @@ def _format_record(record: dict) -> str:
     )
 
 
-def _read_history(path: Path, upto_epoch: int) -> list[dict]:
-    """Records of the epochs a resumed run already finished (later lines of a crash are dropped)."""
-    if not path.exists():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    kept = [r for r in records if r["epoch"] <= upto_epoch]
-    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a metrics.jsonl, in file order.
+
+    A last line that is not a record (cut short by a kill while it was written) is skipped with a
+    warning; a bad line before the last one raises MetricsFileError naming it.
+    """
+    path = Path(path)
+    lines = [(i, line) for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1)]
+    lines = [(i, line) for i, line in lines if line.strip()]
+    records = []
+    for i, line in lines:
+        record = _parse_record(line)
+        if record is not None:
+            records.append(record)
+        elif i == lines[-1][0]:
+            warnings.warn(
+                f"{path}: the last line ({i}) is cut short ({line[:40]!r}), as a run killed while "
+                "writing it leaves it; skipping it (a resumed run trains that epoch again).",
+                UserWarning,
+                stacklevel=2,
+            )
+        else:
+            raise MetricsFileError(
+                f"{path} line {i} is not an epoch record ({line[:60]!r}) although later lines are: the "
+                "file is corrupt. Repair or delete that line (the checkpoints hold the training state; "
+                "metrics.jsonl only the per-epoch history), then run again."
+            )
+    return records
+
+
+def _parse_record(line: str) -> dict | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    ok = isinstance(record, dict) and isinstance(record.get("epoch"), int) and record["epoch"] >= 1
+    return record if ok else None
+
+
+def _read_history(path: Path, upto_epoch: int, checkpoint_record: dict | None = None) -> list[dict]:
+    """Records of the epochs 1..`upto_epoch` a resumed run already finished, one per epoch; the file is
+    rewritten to them. Later lines (epochs killed before their checkpoint) are dropped; of two lines of
+    one epoch the later is kept, and the checkpoint's own record (if it has one) wins for its epoch."""
+    by_epoch = {}
+    for record in read_metrics(path) if path.exists() else []:
+        if record["epoch"] <= upto_epoch:
+            by_epoch[record["epoch"]] = record
+    if checkpoint_record is not None:
+        by_epoch[checkpoint_record["epoch"]] = dict(checkpoint_record)
+    kept = [by_epoch[epoch] for epoch in sorted(by_epoch)]
+    _write_history(path, kept)
     return kept
+
+
+def _write_history(path: Path, records: list[dict]) -> None:
+    """Replace the file whole (a kill mid-write leaves the old file, never a half one)."""
+    if not records and not path.exists():
+        return
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    os.replace(tmp, path)
 
 
 def _jsonable(obj):

@@ -34,16 +34,23 @@ def write_image_folder(root: Path, spec: dict, *, size=(8, 8), mode="RGB", suffi
     return expected
 
 
-def make_archive(folder: Path, archive: Path) -> Path:
-    """Tar-gzip `folder` with its name as the top directory, as the shared archives are."""
-    with tarfile.open(archive, "w:gz") as tf:
+def make_archive(folder: Path, archive: Path, *, checksum: bool = True) -> Path:
+    """Tar `folder` with its name as the top directory, as the shared archives are (gzipped unless the
+    name ends in .tar); with `checksum`, list its sha256 in SHA256SUMS beside it."""
+    with tarfile.open(archive, "w" if archive.name.endswith(".tar") else "w:gz") as tf:
         tf.add(folder, arcname=folder.name)
+    if checksum:
+        write_sha256sums(archive)
     return archive
 
 
 def write_sha256sums(archive: Path, digest: str | None = None):
+    """Set the archive's line of the SHA256SUMS beside it (other archives' lines are kept)."""
     digest = digest or hashlib.sha256(archive.read_bytes()).hexdigest()
-    (archive.parent / "SHA256SUMS").write_text(f"{digest}  {archive.name}\n")
+    sums = archive.parent / "SHA256SUMS"
+    lines = sums.read_text().splitlines() if sums.is_file() else []
+    lines = [line for line in lines if line.split()[-1:] != [archive.name]]
+    sums.write_text("".join(f"{line}\n" for line in [*lines, f"{digest}  {archive.name}"]))
 
 
 def write_idx(path: Path, array: np.ndarray):
