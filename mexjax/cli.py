@@ -4,23 +4,52 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+
+def _writable_folder(path) -> Path:
+    """Create the output folder `path` (and its parents) if needed and check that files can be written
+    there, before a command spends any time on its work."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".mexjax-write-check-"):
+            pass
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise ValueError(f"cannot write the output folder {folder}: {reason}; pass another --out") from err
+    return folder
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0; got {text}")
+    return value
 
 
 def _cmd_data(args) -> int:
     from mexjax import data
 
     names = args.names or list(data.NAMES)
+    failed = 0
     for name in names:
         for split in _splits(name):
             try:
                 t0 = time.perf_counter()
                 ds = data.load(name, split, data_dir=args.data_dir)
                 print(f"{ds!r}  loaded in {time.perf_counter() - t0:.2f}s")
-            except data.DataError as err:
+            except data.DatasetNotFoundError as err:  # a known dataset whose files are not here
                 print(f"{name}/{split}: not available: {err}")
-    return 0
+            except data.DataError as err:  # an unknown name, a corrupt archive, a missing split
+                print(f"mexjax: error: {name}/{split}: {_one_line(err)}", file=sys.stderr)
+                failed += 1
+    return 1 if failed else 0
 
 
 def _splits(name: str) -> tuple[str, ...]:
@@ -30,6 +59,7 @@ def _splits(name: str) -> tuple[str, ...]:
 
 
 def _cmd_demo(args) -> int:
+    _writable_folder(args.out)
     from mexjax import demo
 
     summary = demo.run(
@@ -100,6 +130,7 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_slowdown(args) -> int:
+    _writable_folder(args.out)
     from mexjax.attacks import slowdown
 
     result = slowdown.run(
@@ -122,7 +153,7 @@ def _cmd_serve(args) -> int:
 
     net, variables, thresholds, _ = nets.load(args.checkpoint)
     if thresholds is None:
-        raise SystemExit(f"{args.checkpoint} holds no thresholds: save the victim with its thresholds")
+        raise ValueError(f"{args.checkpoint} holds no thresholds: save the victim with its thresholds")
     countermeasure = serve.Countermeasure(
         kind=args.countermeasure, delay=args.delay, window=args.window, full_time=args.full_time
     )
@@ -141,6 +172,7 @@ def _cmd_serve(args) -> int:
 
 
 def _cmd_train_victim(args) -> int:
+    _writable_folder(args.out)
     from mexjax import victim
 
     thresholds = tuple(float(t) for t in args.thresholds.split(",")) if args.thresholds else None
@@ -178,11 +210,25 @@ def _cmd_train_victim(args) -> int:
     return 0
 
 
+_DEBUG_HELP = "on an error, show the full traceback instead of one line"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mexjax", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="mexjax",
+        description=__doc__,
+        epilog="Errors in what was asked (a bad value, a missing file or dataset, an exhausted budget) are "
+        "reported as one line `mexjax: error: ...` with exit status 1; --debug shows the traceback.",
+    )
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
+    # --debug is also accepted after the command (SUPPRESS: the subcommand does not reset it to False)
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="CPU-sized demo of what mexjax does (the README's main job)")
+    demo = commands.add_parser(
+        "demo", parents=[debug], help="CPU-sized demo of what mexjax does (the README's main job)"
+    )
     demo.add_argument("--out", default="outputs/demo", help="folder for the demo's figures and summary")
     demo.add_argument("--data-dir", default=None, help="folder with the dataset archives")
     demo.add_argument("--seed", type=int, default=0)
@@ -202,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tv = commands.add_parser(
         "train-victim",
+        parents=[debug],
         help="train a multi-exit victim (SDN recipe), choose its thresholds, evaluate and save it",
         description="Train an SDN multi-exit victim. Writes OUT/result.json (test accuracy per exit, "
         "accuracy and mean FLOPs under the thresholds, exit histogram, minutes), OUT/model (Orbax "
@@ -217,8 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tv.add_argument("--epochs", type=int, default=100, help="epochs (lr x0.1 at 35%%, 60%%, 85%% of them)")
     tv.add_argument("--batch-size", type=int, default=128)
-    tv.add_argument("--lr", type=float, default=None, help="initial learning rate (default 0.1)")
-    tv.add_argument("--weight-decay", type=float, default=None, help="default 5e-4 (VGG16) / 1e-4")
+    tv.add_argument("--lr", type=_non_negative, default=None, help="initial learning rate (default 0.1)")
+    tv.add_argument(
+        "--weight-decay", type=_non_negative, default=None, help="default 5e-4 (VGG16) / 1e-4; 0: none"
+    )
     tv.add_argument("--bf16", action="store_true", help="compute in bfloat16 (parameters stay float32)")
     tv.add_argument("--held-out", type=int, default=5000, help="training images kept to choose thresholds")
     tv.add_argument("--train-subset", type=int, default=None, help="train on this many images only")
@@ -235,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sd = commands.add_parser(
         "slowdown",
+        parents=[debug],
         help="DeepSloth against a saved multi-exit victim: accuracy and efficacy before and after",
         description="Attack test images of a saved victim (white box; pass a stolen or other surrogate "
         "model as --checkpoint and evaluate its images on the victim for a black-box attack). Writes "
@@ -257,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sv = commands.add_parser(
         "serve",
+        parents=[debug],
         help="serve a saved victim over HTTP (real early exit per request, per-client budgets)",
         description="Serve a model saved by train-victim. POST /v1/predict with an X-Client-Id header and "
         "a body of Content-Type application/x-npy (a .npy array u8[N,H,W,C] or f32 in [0,1]) or one "
@@ -281,16 +332,45 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--seed", type=int, default=0, help="of the random delays")
     sv.set_defaults(func=_cmd_serve)
 
-    info = commands.add_parser("data", help="load datasets (decoding and caching them) and describe them")
+    info = commands.add_parser(
+        "data", parents=[debug], help="load datasets (decoding and caching them) and describe them"
+    )
     info.add_argument("names", nargs="*", help="dataset names (default: all known)")
     info.add_argument("--data-dir", default=None)
     info.set_defaults(func=_cmd_data)
     return parser
 
 
+def _is_user_error(err: BaseException) -> bool:
+    """Errors in what was asked (bad values, missing files, unknown datasets, a damaged checkpoint, a
+    spent budget, ...): the builtin ValueError / OSError / NotImplementedError and every exception type
+    of mexjax itself. Anything else is a bug and keeps its traceback."""
+    if isinstance(err, ValueError | OSError | NotImplementedError):
+        return True
+    return any(cls.__module__.startswith("mexjax.") for cls in type(err).__mro__)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return text or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (0: done, 1: an error reported on one line)."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    debug = getattr(args, "debug", False)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("mexjax: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if debug or not _is_user_error(err):
+            raise
+        print(f"mexjax: error: {_one_line(err)} (--debug shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -19,6 +19,25 @@ def _same_length(*arrays):
     return arrays
 
 
+MAX_EXIT_INDEX = 63  # exit indices above this are mistakes (networks here have at most nets.MAX_EXITS = 7)
+
+
+def _exit_indices(name: str, exits) -> np.ndarray:
+    """0-based exit indices as int64, checked: integers (float arrays of whole numbers are accepted)
+    in 0..MAX_EXIT_INDEX (a stray huge index would otherwise size a confusion matrix by it)."""
+    exits = np.asarray(exits)
+    if exits.dtype.kind not in "iu":
+        whole = exits.dtype.kind == "f" and np.all(np.isfinite(exits)) and np.all(exits == np.round(exits))
+        if not whole:
+            raise ValueError(f"{name} exit indices must be integers; got dtype {exits.dtype}")
+    if exits.size and (exits.min() < 0 or exits.max() > MAX_EXIT_INDEX):
+        raise ValueError(
+            f"{name} exit indices must be 0-based ints in 0..{MAX_EXIT_INDEX}; they span "
+            f"{exits.min()}..{exits.max()}"
+        )
+    return exits.astype(np.int64)
+
+
 def accuracy(predicted, labels) -> float:
     predicted, labels = _same_length(predicted, labels)
     return float(np.mean(predicted == labels))
@@ -58,8 +77,7 @@ def exit_prediction(estimated, true) -> dict:
     (rectangular when the exit counts differ).
     """
     estimated, true = _same_length(estimated, true)
-    if estimated.min() < 0 or true.min() < 0:
-        raise ValueError("exit indices are 0-based and non-negative")
+    estimated, true = _exit_indices("estimated", estimated), _exit_indices("true", true)
     k_true, k_est = int(true.max()) + 1, int(estimated.max()) + 1
     confusion = np.zeros((k_true, max(k_est, k_true)), np.int64)
     np.add.at(confusion, (true, estimated), 1)
@@ -135,9 +153,9 @@ def best_boundary_accuracy(runtimes, true) -> dict:
         raise ValueError(
             f"need runtimes and true exits of one equal length; got {runtimes.shape}, {true.shape}"
         )
-    if not np.isfinite(runtimes).all() or true.min() < 0:
-        raise ValueError("runtimes must be finite and exits 0-based")
-    true = true.astype(np.int64)[np.argsort(runtimes, kind="stable")]
+    if not np.isfinite(runtimes).all():
+        raise ValueError("runtimes must be finite")
+    true = _exit_indices("true", true)[np.argsort(runtimes, kind="stable")]
     k = int(true.max()) + 1
     counts = np.bincount(true, minlength=k)
     scores = {}

@@ -106,7 +106,9 @@ def train_victim(config: VictimConfig, out_dir: str | os.PathLike, *, progress: 
         std=std,
         dtype=config.dtype,
     )
-    weight_decay = config.weight_decay or (5e-4 if config.arch == "vgg16" else 1e-4)
+    weight_decay = config.weight_decay
+    if weight_decay is None:  # 0 turns weight decay off
+        weight_decay = 5e-4 if config.arch == "vgg16" else 1e-4
     train_config = train.TrainConfig(
         epochs=config.epochs,
         batch_size=config.batch_size,

@@ -56,6 +56,10 @@ def _decide(probs, valid, threshold):
     return leave, stay, jnp.sum(stay.astype(jnp.int32))
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class ExitRunner:
     """Early-exit inference over a fixed sequence of stage functions.
@@ -66,6 +70,8 @@ class ExitRunner:
       buckets: padded batch sizes of the batched path, each a multiple of `tile`, increasing.
       check: optional input validation applied to every batch first (e.g. `MultiExitNet.check_inputs`,
         which `MultiExitNet.runner` passes): it raises clear errors and returns the batch to run.
+        Without one, uint8 images are scaled by 1/255 to float32 in [0, 1] (as `check_inputs` does)
+        and other inputs go to stage 0 as they are.
     """
 
     stages: tuple[StageFn, ...]
@@ -74,12 +80,22 @@ class ExitRunner:
     check: Callable | None = None
 
     def __post_init__(self):
+        if not self.stages:
+            raise ValueError("an ExitRunner needs at least one stage function")
+        if not _is_int(self.tile) or self.tile < 1:
+            raise ValueError(f"tile must be a positive int; got {self.tile!r}")
+        buckets = tuple(self.buckets)
+        if not buckets:
+            raise ValueError(
+                f"buckets must name at least one padded batch size (a multiple of tile={self.tile}); got ()"
+            )
         if (
-            self.tile < 1
-            or any(b % self.tile for b in self.buckets)
-            or list(self.buckets) != sorted(self.buckets)
+            not all(_is_int(b) and b >= 1 for b in buckets)
+            or any(b % self.tile for b in buckets)
+            or list(buckets) != sorted(buckets)
         ):
-            raise ValueError(f"buckets {self.buckets} must increase and be multiples of tile={self.tile}")
+            raise ValueError(f"buckets {buckets} must increase and be multiples of tile={self.tile}")
+        object.__setattr__(self, "buckets", buckets)
         fns = tuple(jax.jit(functools.partial(_tiled_stage, s, self.tile)) for s in self.stages)
         object.__setattr__(self, "_fns", fns)
 
@@ -88,7 +104,11 @@ class ExitRunner:
         return len(self.stages)
 
     def _checked(self, x):
-        return self.check(x) if self.check is not None else x
+        if self.check is not None:
+            return self.check(x)
+        if getattr(x, "dtype", None) is not None and np.dtype(x.dtype) == np.uint8:
+            return jnp.asarray(x).astype(jnp.float32) / 255.0  # exactly as MultiExitNet.check_inputs
+        return x
 
     @staticmethod
     def _pad(x, rows: int) -> np.ndarray:
@@ -200,7 +220,8 @@ class ExitRunner:
 
     def warmup(self, variables, example, *, max_batch: int | None = None) -> None:
         """Compile every (stage, bucket) and compaction shape the batched path can meet."""
-        max_batch = max_batch or self.buckets[-1]
+        max_batch = self.buckets[-1] if max_batch is None else max_batch
+        example = self._checked(example)
         sizes = [b for b in self.buckets if b <= self.bucket(max_batch)]
         feats = {s: jnp.zeros((s, *example.shape[1:]), example.dtype) for s in sizes}
         for i, fn in enumerate(self._fns):

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -76,6 +77,16 @@ def save(directory: str | os.PathLike, net: MultiExitNet, variables, *, threshol
 
         thresholds = check_thresholds(thresholds, net.num_exits).tolist()
     meta = {"format": FORMAT, "spec": spec_to_dict(net.spec), "thresholds": thresholds, "info": info or {}}
+    if not isinstance(variables, Mapping):
+        raise ValueError(
+            f"variables must be a dict {{'params': ..., 'batch_stats': ...}}; got {type(variables).__name__}"
+        )
+    missing = [k for k in ("params", "batch_stats") if k not in variables]
+    if missing:
+        raise ValueError(
+            f"variables lack {' and '.join(repr(k) for k in missing)} (they hold {sorted(variables)}): save "
+            "the whole dict that net.init or training returned"
+        )
     saved = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
     if net.spec.activation_bits is not None:  # a quantized net's activation ranges
         if "quant" not in variables:

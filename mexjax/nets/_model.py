@@ -76,6 +76,7 @@ class MultiExitNet:
     spec: _arch.NetSpec
 
     def __post_init__(self):
+        _check_spec(self.spec)
         module = MultiExitModule(self.spec)
         object.__setattr__(self, "module", module)
         stages = tuple(
@@ -126,8 +127,13 @@ class MultiExitNet:
         return logits, updates["batch_stats"]
 
     def logits(self, variables, x) -> tuple[jax.Array, ...]:
-        """All exits at once in evaluation mode, jit-compiled, with input checks."""
-        return self._forward(variables, self.check_inputs(x))
+        """All exits at once in evaluation mode, jit-compiled, with input checks.
+
+        An empty batch [0, H, W, C] gives one empty f32[0, classes] per exit."""
+        x = self.check_inputs(x)
+        if x.shape[0] == 0:
+            return tuple(jnp.zeros((0, self.num_classes), jnp.float32) for _ in range(self.num_exits))
+        return self._forward(variables, x)
 
     def features(self, variables, x, *, batch_size: int = 256) -> np.ndarray:
         """Penultimate features f32[N, D] of the final exit (its last layer's input), in batches.
@@ -163,7 +169,9 @@ class MultiExitNet:
         return _arch.exit_flops(self.spec)
 
     def check_inputs(self, x) -> jax.Array:
-        """Validate a batch of images and return it as float32 in [0, 1] (uint8 scaled by 1/255)."""
+        """Validate a batch of images and return it as float32 in [0, 1] (uint8 scaled by 1/255).
+
+        uint8 images may hold any value; float images must be finite and within [0, 1]."""
         shape = getattr(x, "shape", None)
         if shape is None or len(shape) != 4 or tuple(shape[1:]) != self.spec.input_shape:
             raise ValueError(
@@ -178,9 +186,30 @@ class MultiExitNet:
         if dtype == np.uint8:
             return jnp.asarray(x).astype(jnp.float32) / 255.0
         x = jnp.asarray(x).astype(jnp.float32)
-        if bool(jnp.any(jnp.isnan(x))):
+        if x.size == 0:
+            return x
+        nan, inf, lo, hi = (float(v) for v in _float_summary(x))
+        if nan:
             raise ValueError("images contain NaN: check the preprocessing that produced them")
+        if inf:
+            raise ValueError("images contain +-inf: float images must be finite and within [0, 1]")
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(
+                f"float images must lie within [0, 1]; these span [{lo:.6g}, {hi:.6g}]. Scale uint8-range "
+                "values by 1/255 (or pass the uint8 images as they are: they are scaled here)"
+            )
         return x
+
+
+@jax.jit
+def _float_summary(x):
+    """(any NaN, any +-inf, min, max of the finite values) of a float32 batch, in one device call."""
+    finite = jnp.isfinite(x)
+    lo = jnp.min(jnp.where(finite, x, jnp.inf))
+    hi = jnp.max(jnp.where(finite, x, -jnp.inf))
+    nan = jnp.any(jnp.isnan(x)).astype(jnp.float32)
+    inf = jnp.any(jnp.isinf(x)).astype(jnp.float32)
+    return jnp.stack([nan, inf, lo, hi])
 
 
 def _init_impl(module, key):
@@ -246,16 +275,42 @@ def build(
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}; got {dtype!r}")
     channels = input_shape[2]
-    mean = tuple(float(m) for m in np.broadcast_to(0.5 if mean is None else mean, (channels,)))
-    std = tuple(float(s) for s in np.broadcast_to(0.25 if std is None else std, (channels,)))
-    if min(std) <= 0:
-        raise ValueError(f"std must be positive; got {std}")
+    mean = _per_channel(0.5 if mean is None else mean, channels, "mean")
+    std = _per_channel(0.25 if std is None else std, channels, "std")
+    _check_normalization(mean, std)
     units, hidden = _arch.backbone(arch, float(width), input_shape)
     ics = _arch.place_ics(arch, units, num_exits)
     spec = _arch.NetSpec(
         arch, num_classes, num_exits, float(width), input_shape, units, ics, hidden, mean, std, dtype
     )
     return MultiExitNet(spec)
+
+
+def _per_channel(value, channels: int, name: str) -> tuple[float, ...]:
+    try:
+        values = np.broadcast_to(np.asarray(value, np.float64), (channels,))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be one number or one per channel ({channels}); got {value!r}") from err
+    return tuple(float(v) for v in values)
+
+
+def _check_normalization(mean, std) -> None:
+    """Normalization constants that keep images apart: finite means, finite positive stds (a NaN
+    would give every image the same logits)."""
+    if len(mean) != len(std) or not all(np.isfinite(m) for m in mean):
+        raise ValueError(f"mean must be finite, one value per channel; got {mean}")
+    if not all(np.isfinite(s) and s > 0 for s in std):
+        raise ValueError(f"std must be finite and positive, one value per channel; got {std}")
+
+
+def _check_spec(spec: _arch.NetSpec) -> None:
+    if spec.dtype not in _DTYPES:
+        raise ValueError(f"the spec's compute dtype must be one of {', '.join(_DTYPES)}; got {spec.dtype!r}")
+    _check_normalization(tuple(spec.mean), tuple(spec.std))
+    if len(spec.mean) != spec.input_shape[2]:
+        raise ValueError(
+            f"the spec has {len(spec.mean)} mean/std values for {spec.input_shape[2]} input channels"
+        )
 
 
 def from_spec(spec: _arch.NetSpec) -> MultiExitNet:
