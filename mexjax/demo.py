@@ -252,6 +252,7 @@ def _attack_part(out_dir: Path, saved, data_dir, seed: int, queries: int, epochs
         rows[name]["closeness_queries"] = on_queries["closeness"]
         rows[name]["exit_agreement_queries"] = on_queries["exit_agreement"]
     _plot_runtimes(ours.runtimes, true, ours.boundaries, out_dir / "runtimes.png")
+    _plot_exit_shares(rows, out_dir / "exits_test.png")
     return {
         "queries": len(query_images),
         "budget": budget,
@@ -276,6 +277,7 @@ def _attack_part(out_dir: Path, saved, data_dir, seed: int, queries: int, epochs
         "best_boundary": metrics.best_boundary_accuracy(ours.runtimes, true),
         "table": rows,
         "figure": str(out_dir / "runtimes.png"),
+        "exit_figure": str(out_dir / "exits_test.png"),
     }
 
 
@@ -300,6 +302,27 @@ def _plot_runtimes(runtimes, true, bounds, path: Path):
     ax.set(xlabel="response time (ms, fastest of the passes)", ylabel="queries",
            title="victim response times, estimated exit boundaries (red) and true exits")  # fmt: skip
     ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _plot_exit_shares(rows: dict, path: Path):
+    """Share of the victim's test images leaving at each exit: the victim, and each student under its
+    own thresholds (the output strategy a copy should reproduce)."""
+    from matplotlib.figure import Figure  # no pyplot: a saved file must not change a notebook's backend
+
+    first = next(iter(rows.values()))
+    bars = {"victim": first["victim_exit_histogram"]} | {n: r["exit_histogram"] for n, r in rows.items()}
+    k = max(len(h) for h in bars.values())
+    fig = Figure(figsize=(6.5, 3.2))
+    ax = fig.subplots()
+    width = 0.8 / len(bars)
+    for i, (name, hist) in enumerate(bars.items()):
+        share = np.asarray(hist, np.float64) / max(1, sum(hist))
+        ax.bar(np.arange(len(hist)) + (i - (len(bars) - 1) / 2) * width, share, width, label=name)
+    ax.set_xticks(np.arange(k), [f"exit {e + 1}" for e in range(k)])
+    ax.set(ylabel="share of test images", title="where the test images leave: victim and students")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

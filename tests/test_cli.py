@@ -51,6 +51,7 @@ def test_demo_on_tiny_data(tmp_path, cache_dir, capsys):
         assert "single exit" in attack["error"]
     else:
         assert set(attack["table"]) == {"ours", "knockoff"} and (out / "runtimes.png").exists()
+        assert (out / "exits_test.png").stat().st_size > 1000
         assert (
             attack["budget"] == 200 and attack["knockoff_queries"] == 80 and attack["held_out_queries"] == 16
         )
