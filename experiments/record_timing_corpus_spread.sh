@@ -7,7 +7,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 P=.venv/bin/python
 V=outputs/corpus
-rec() { $P experiments/timing_corpus.py record --n 2000 --passes 10 --victim "$V/$1" --threshold "$2" --queries "$3" --load "$4"; }
+# ONLY="victim:queries ...": record just those rows, e.g. the shuffled-order sets of 2026-11-30:
+# ONLY="vgg16_fmnist_w025_k6:tinyimagenet vgg16_cifar10_w025_k6_weak:tinyimagenet
+#   mobilenet_cifar10_w05_k4:test vgg16_cifar10_w05_k3:tinyimagenet"
+# (sets recorded since the oracle shuffles its timing passes are named *_shuffled and keep pass_order)
+rec() {
+  if [ -n "${ONLY:-}" ] && [[ " $(echo $ONLY) " != *" $1:$3 "* ]]; then return 0; fi
+  $P experiments/timing_corpus.py record --n 2000 --passes 10 --victim "$V/$1" --threshold "$2" --queries "$3" --load "$4"
+}
 for load in ${LOADS:-quiet one}; do
   rec vgg16_fmnist_w025_k6 0.5 tinyimagenet "$load"
   rec vgg16_fmnist_w025_k6 0.7 test "$load"

@@ -205,7 +205,7 @@ class Oracle:
                 self._key, sub = jax.random.split(self._key)
                 times.append(self.timing.sample(sub, self._flops[exit_ids], float(self._flops[-1])))
             every = np.stack(times) if n else np.zeros((passes, 0))
-            mode = "simulated"
+            mode, order = "simulated", None  # simulated noise does not depend on the order
         else:
             probs = np.zeros((n, self._net.num_classes), np.float32)
             every = np.zeros((passes, n))
@@ -231,7 +231,7 @@ class Oracle:
                     gc.enable()
             mode = "measured"
         runtimes = every.min(axis=0) if n else np.zeros(0)
-        return self._respond(probs, runtimes, passes, mode, every, order if mode == "measured" else None)
+        return self._respond(probs, runtimes, passes, mode, every, order)
 
 
 def measurement_order(passes: int, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -154,8 +154,9 @@ def analyse_timing(
     min_size = max(2, int(min_size))
     every_log, summary = np.log(arr), np.min
     if arr.ndim == 2 and arr.shape[0] >= 3:
-        x, every_log, summary = _summary_choice(every_log, min_size, drift, order)
-    spread = _noise_spread(x, min_size)
+        x, every_log, summary, spread = _summary_choice(every_log, min_size, drift, order)
+    else:
+        spread = _noise_spread(x, min_size)
     if drift and x.size >= 400:  # drift common to every pass: along the queries' order
         steady = _drift.remove_single(x, spread)
         if steady is not None:
@@ -192,15 +193,16 @@ def summarise_passes(every_log: np.ndarray, min_size: int = 2, drift: bool = Tru
 def _summary_choice(every_log: np.ndarray, min_size: int, drift: bool, order):
     """`summarise_passes` with how it summarised: (log-time per query, the passes' log-times it was
     read from (drift-free where the drift was removed), the summary over passes: np.min or
-    np.median)."""
+    np.median, its noise spread)."""
     options = [(every_log, np.min), (every_log, np.median)]
     if drift:
         steady = _drift.remove(every_log, 0.0, summary=None, order=order)
         if steady is not None:
             options.append((steady, np.median))
     summaries = [summary(passes, axis=0) for passes, summary in options]
-    best = int(np.argmin([_noise_spread(x, min_size) for x in summaries]))
-    return summaries[best], *options[best]
+    spreads = [_noise_spread(x, min_size) for x in summaries]
+    best = int(np.argmin(spreads))
+    return summaries[best], *options[best], spreads[best]
 
 
 def _check_order(order, shape) -> np.ndarray | None:
