@@ -188,6 +188,7 @@ def _cmd_train_victim(args) -> int:
         dtype="bfloat16" if args.bf16 else "float32",
         held_out=args.held_out,
         train_subset=args.train_subset,
+        input_size=args.input_size,
         max_drop=args.max_drop,
         threshold=args.threshold,
         thresholds=thresholds,
@@ -271,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--bf16", action="store_true", help="compute in bfloat16 (parameters stay float32)")
     tv.add_argument("--held-out", type=int, default=5000, help="training images kept to choose thresholds")
     tv.add_argument("--train-subset", type=int, default=None, help="train on this many images only")
+    tv.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        help="train on square inputs of this side (resized), e.g. 32: a student for 32x32 victims",
+    )
     tv.add_argument("--max-drop", type=float, default=0.02, help="SDN rule: accuracy drop allowed (fraction)")
     tv.add_argument(
         "--threshold", type=float, default=None, help="a global threshold instead of choosing one"

@@ -36,6 +36,7 @@ class VictimConfig:
     dtype: str = "float32"
     held_out: int = 5000  # training images kept aside to choose thresholds
     train_subset: int | None = None  # train on this many images only (quick runs)
+    input_size: int | None = None  # square input side (images resized/padded to it); None: from the data
     max_drop: float = 0.02  # SDN threshold rule: early-exit accuracy within this of the last exit
     threshold: float | None = None  # a global threshold given directly instead of chosen
     thresholds: tuple[float, ...] | None = None  # per-exit thresholds given directly
@@ -88,6 +89,10 @@ def train_victim(config: VictimConfig, out_dir: str | os.PathLike, *, progress: 
     test_split = "val" if config.dataset == "tinyimagenet" else "test"
     test = data.load(config.dataset, test_split, data_dir=config.data_dir)
     input_shape = input_shape_for(train_full.image_shape)
+    if config.input_size is not None:  # e.g. 32: a student pre-trained on 64x64 images for 32x32 victims
+        if config.input_size < 32:
+            raise ValueError(f"input_size must be at least 32 (five 2x poolings); got {config.input_size}")
+        input_shape = (config.input_size, config.input_size, input_shape[2])
     split_key, subset_key = jax.random.split(jax.random.key(config.seed))
     if config.held_out >= len(train_full):
         raise ValueError(f"held_out={config.held_out} leaves no training images of {len(train_full)}")
@@ -169,7 +174,9 @@ def load_or_train(config: VictimConfig, out_dir: str | os.PathLike, *, progress:
     out_dir = Path(out_dir)
     if (out_dir / "result.json").exists() and (out_dir / "model").exists():
         record = json.loads((out_dir / "result.json").read_text())
-        if record["config"] != json.loads(json.dumps(dataclasses.asdict(config))):
+        wanted = json.loads(json.dumps(dataclasses.asdict(config)))
+        defaults = json.loads(json.dumps(dataclasses.asdict(VictimConfig())))
+        if {**defaults, **record["config"]} != wanted:  # fields added since keep their defaults
             raise ValueError(
                 f"{out_dir} holds a victim trained with another config; use another folder or delete it"
             )

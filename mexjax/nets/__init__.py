@@ -5,10 +5,11 @@ exit_flops(net) -> list[int]      cumulative FLOPs of reaching and evaluating ea
 quantize(net, weight_bits=8, activation_bits=8) -> MultiExitNet   fake-quantized copy (int-b simulated)
 calibrate(qnet, variables, images) -> variables   observe activation ranges (PTQ = quantize + calibrate)
 fake_quant(x, lo, hi, bits), fake_quant_weights(w, bits)   the quantize-dequantize primitives (STE)
+transfer_backbone(source, target) -> (variables, copied)   warm-start a student from a trained backbone
 """
 
 from mexjax.nets._arch import ALL_ARCHS, ARCHS, MAX_EXITS, MIN_EXITS, STUDENT_ARCHS, NetSpec, Unit
-from mexjax.nets._io import load, save, spec_from_dict, spec_to_dict
+from mexjax.nets._io import load, save, spec_from_dict, spec_to_dict, transfer_backbone
 from mexjax.nets._model import MultiExitNet, build, calibrate, from_spec, quantize
 from mexjax.nets._quant import fake_quant, fake_quant_weights, quantize_params
 
@@ -45,4 +46,5 @@ __all__ = [
     "save",
     "spec_from_dict",
     "spec_to_dict",
+    "transfer_backbone",
 ]

@@ -144,3 +144,27 @@ def load(directory: str | os.PathLike) -> tuple[MultiExitNet, dict, np.ndarray |
         variables, _ = ckpt.restore(net.abstract_variables())
     thresholds = None if meta["thresholds"] is None else np.asarray(meta["thresholds"], np.float32)
     return net, variables, thresholds, meta["info"]
+
+
+def transfer_backbone(source, target) -> tuple[dict, int]:
+    """Warm-start `target` variables from a trained `source` of the same backbone: every array of the
+    backbone (and of the final head's hidden layers) whose path and shape match is copied; the exit
+    heads (`ics_*`, placed by the number of exits) and layers sized by the classes keep their fresh
+    values. Returns (variables, number of arrays copied) — why: the stealing paper fine-tunes a
+    pre-trained student, and a student of K exits must reuse a backbone trained with another K."""
+    import jax
+
+    found = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(source)}
+    copied = 0
+
+    def pick(path, fresh):
+        nonlocal copied
+        name = jax.tree_util.keystr(path)
+        old = found.get(name)
+        if "ics_" in name or old is None or np.shape(old) != np.shape(fresh):
+            return fresh
+        copied += 1
+        return np.asarray(old, dtype=np.asarray(fresh).dtype)
+
+    out = jax.tree_util.tree_map_with_path(pick, dict(target))
+    return out, copied

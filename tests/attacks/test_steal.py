@@ -163,3 +163,22 @@ def test_labels_only_stealing_learns_the_task(toy_stealing):
     result = steal.steal(v, queries, _config(0), progress=False)
     report = steal.evaluate(v, result, test.images, test.labels)
     assert report["accuracy"] >= 0.6, report  # chance is 0.25 on four balanced classes
+
+
+def test_build_student_warm_starts_from_a_pretrained_backbone(tmp_path):
+    from mexjax import nets
+
+    source = nets.build("vgg16", num_classes=7, num_exits=2, width=0.0625, mean=(0.4,) * 3, std=(0.2,) * 3)
+    source_vars = source.init(jax.random.key(3))
+    nets.save(tmp_path / "pre", source, source_vars)
+    config = steal.StealConfig(width=0.0625, pretrained=str(tmp_path / "pre"))
+    student, variables = steal.build_student(config, 4, 3, (32, 32, 3))
+    assert student.num_exits == 3 and student.num_classes == 4
+    assert student.spec.mean == source.spec.mean and student.spec.std == source.spec.std
+    got = variables["params"]["units_5"]["Conv_0"]["kernel"]
+    np.testing.assert_array_equal(got, source_vars["params"]["units_5"]["Conv_0"]["kernel"])
+    fresh, none = steal.build_student(steal.StealConfig(width=0.0625), 4, 3, (32, 32, 3))
+    assert none is None and fresh.spec.mean != source.spec.mean
+    wider = steal.StealConfig(width=0.125, pretrained=str(tmp_path / "pre"))
+    with pytest.raises(ValueError, match="width 0.0625.*width 0.125"):
+        steal.build_student(wider, 4, 3, (32, 32, 3))

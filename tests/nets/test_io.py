@@ -72,3 +72,24 @@ def test_a_damaged_checkpoint_is_refused(tmp_path):
     largest.write_bytes(bytes(raw))
     with pytest.raises(CheckpointError, match="damaged"):
         nets.load(tmp_path / "m")
+
+
+def test_transfer_backbone_copies_the_backbone_and_keeps_fresh_heads():
+    source_net = nets.build("vgg16", num_classes=20, num_exits=2, width=0.0625)
+    source = source_net.init(jax.random.key(1))
+    target_net = nets.build("vgg16", num_classes=5, num_exits=4, width=0.0625)
+    fresh = target_net.init(jax.random.key(2))
+    out, copied = nets.transfer_backbone(source, fresh)
+    flat_out = dict(jax.tree_util.tree_leaves_with_path(out))
+    flat_src = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(source)}
+    flat_fresh = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(fresh)}
+    backbone = [k for k in flat_fresh if "units_" in k]
+    assert backbone and copied >= len(backbone)
+    for path, value in flat_out.items():
+        name = jax.tree_util.keystr(path)
+        if "units_" in name:  # the backbone, batch statistics included, comes from the source
+            np.testing.assert_array_equal(value, flat_src[name])
+        elif "ics_" in name or "Dense_2" in name:  # exit heads and the class layer stay fresh
+            np.testing.assert_array_equal(value, flat_fresh[name])
+    # the result runs in the target net
+    assert np.stack(target_net.logits(out, np.zeros((1, 32, 32, 3), np.float32))).shape == (4, 1, 5)

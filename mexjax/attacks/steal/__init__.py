@@ -38,6 +38,7 @@ from mexjax.attacks.steal._losses import label_loss, performance_loss, strategy_
 from mexjax.attacks.steal._multiexit import (
     StealConfig,
     StealResult,
+    build_student,
     choose_thresholds,
     evaluate,
     exit_prediction,
@@ -69,6 +70,7 @@ __all__ = [
     "StealResult",
     "adaptive_timing",
     "balance_proxies",
+    "build_student",
     "callable_proxies",
     "check_proxies",
     "choose_thresholds",

@@ -24,10 +24,11 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from mexjax import data, nets, oracle
+from mexjax import data, oracle
 from mexjax.attacks.steal._multiexit import (
     StealConfig,
     StealResult,
+    build_student,
     choose_thresholds,
     steal,
     train_student,
@@ -134,22 +135,16 @@ def es_attack(
     config = _baseline_config(config)
     if num_queries < esa.rounds:
         raise ValueError(f"{num_queries} queries cannot be split over {esa.rounds} rounds")
-    student = nets.build(
-        config.arch,
-        num_classes=victim.num_classes,
-        num_exits=config.num_exits,
-        width=config.width,
-        input_shape=victim.input_shape,
-    )
+    student, variables = build_student(config, victim.num_classes, config.num_exits, victim.input_shape)
     epochs = esa.epochs_per_round or max(1, config.epochs // esa.rounds)
     key = jax.random.fold_in(jax.random.key(config.seed), 0xE5A)
     per_round = np.diff(np.linspace(0, num_queries, esa.rounds + 1).astype(int))
-    images, outputs, variables, history = [], [], None, []
+    images, outputs, history = [], [], []
     exhausted = False
     rounds = tqdm(range(esa.rounds), desc="ES Attack rounds", disable=not progress)
     for r in rounds:
         key, sub = jax.random.split(key)
-        if variables is None:  # no student yet: random images
+        if r == 0:  # no student trained on the victim yet: random images
             batch = data.noise_images(sub, int(per_round[r]), victim.input_shape, kind="uniform")
         else:
             batch = _synthesize_uint8(student, variables, sub, int(per_round[r]), esa)

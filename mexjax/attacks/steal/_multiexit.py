@@ -39,6 +39,7 @@ class StealConfig:
     use_timing: bool = True  # False: baseline (no timing, no strategy loss, global threshold)
     label_match: bool = False  # threshold search counts a query only if the label matches too
     augment: bool = False
+    pretrained: str | None = None  # a saved model (nets.save) whose backbone warm-starts the student
     seed: int = 0
 
     def __post_init__(self):
@@ -115,15 +116,17 @@ def steal(
             raise ValueError(f"{n} queries cannot train a student with {k} exits")
         num_exits = num_exits or min(k, nets.MAX_EXITS)
         est = np.minimum(est, num_exits - 1).astype(np.int32)
-    student = nets.build(
-        config.arch,
-        num_classes=victim.num_classes,
-        num_exits=num_exits,
-        width=config.width,
-        input_shape=victim.input_shape,
-    )
+    student, initial = build_student(config, victim.num_classes, num_exits, victim.input_shape)
     variables, history = train_student(
-        student, images, answers.outputs, est, config, workdir=workdir, progress=progress, queries=n
+        student,
+        images,
+        answers.outputs,
+        est,
+        config,
+        variables=initial,
+        workdir=workdir,
+        progress=progress,
+        queries=n,
     )
     thresholds, how = choose_thresholds(student, variables, images, answers.outputs, est, config)
     return StealResult(
@@ -144,6 +147,39 @@ def steal(
         method="ours" if config.use_timing else "knockoff",
         query_images=images,
     )
+
+
+def build_student(
+    config: StealConfig, num_classes: int, num_exits: int, input_shape
+) -> tuple[nets.MultiExitNet, dict | None]:
+    """The attacker's student and its starting variables: None (a fresh init) without a pre-trained
+    model; else the pre-trained backbone (`config.pretrained`, same arch and width, trained on the
+    attacker's own labelled images) under fresh exit heads, with the pre-trained input normalization."""
+    if config.pretrained is None:
+        shape = {"num_classes": num_classes, "num_exits": num_exits, "input_shape": input_shape}
+        return nets.build(config.arch, width=config.width, **shape), None
+    source, source_vars, _, _ = nets.load(config.pretrained)
+    spec = source.spec
+    if (spec.arch, spec.width, tuple(spec.input_shape)) != (config.arch, config.width, tuple(input_shape)):
+        raise ValueError(
+            f"the pre-trained model in {config.pretrained} is a {spec.arch} of width {spec.width} on "
+            f"{tuple(spec.input_shape)} inputs; the student is a {config.arch} of width {config.width} on "
+            f"{tuple(input_shape)}: pre-train one that matches (`train-victim --input-size`) or change "
+            "the config"
+        )
+    net = nets.build(
+        config.arch,
+        num_classes=num_classes,
+        num_exits=num_exits,
+        width=config.width,
+        input_shape=input_shape,
+        mean=spec.mean,
+        std=spec.std,
+    )
+    variables, copied = nets.transfer_backbone(source_vars, net.init(jax.random.key(config.seed)))
+    if copied == 0:
+        raise ValueError(f"nothing of the pre-trained model in {config.pretrained} fits the student")
+    return net, variables
 
 
 def train_student(
