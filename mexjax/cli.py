@@ -62,70 +62,71 @@ def _cmd_demo(args) -> int:
     _writable_folder(args.out)
     from mexjax import demo
 
-    summary = demo.run(
-        out_dir=Path(args.out),
-        data_dir=args.data_dir,
+    config = demo.DemoConfig(
         seed=args.seed,
+        budget=args.budget,
+        passes=args.passes,
+        retime=args.retime,
+        student_epochs=args.student_epochs,
+        student_width=args.student_width,
+        held_out=args.held_out,
+        victim_dir=args.victim,
+        train_victim=args.train_victim,
         victim_images=args.victim_images,
         victim_epochs=args.victim_epochs,
-        queries=args.queries,
-        student_epochs=args.student_epochs,
-        victim_dir=None if args.victim is None else Path(args.victim),
+        pretrained_dir=None if args.no_pretrained else args.pretrained,
+        pretrain_epochs=args.pretrain_epochs,
+        timing=args.timing,
     )
+    summary = demo.run(Path(args.out), args.data_dir, config)
     print(f"{'dataset':<22}{'images':>8}  {'shape':<14}{'classes':>8}{'load s':>9}")
     for name, info in summary["datasets"].items():
         shape = "x".join(map(str, info["shape"]))
         print(f"{name:<22}{info['images']:>8}  {shape:<14}{info['classes']:>8}{info['load_seconds']:>9.2f}")
-    for name in summary["skipped"]:
-        print(f"{name:<22}  (not available: see summary.json)")
-    if "victim" in summary:
-        v = summary["victim"]
+    v = summary["victim"]
+    print(
+        f"victim: {v['arch']} width {v['width']} on {v['dataset']}, test accuracy per exit "
+        f"{v['accuracy_per_exit']}; thresholds {v['thresholds']}: accuracy {v['accuracy_early_exit']:.4f} at "
+        f"{v['flops_ratio']:.0%} of the full FLOPs, exits {v['exit_histogram']}; inference paths agree: "
+        f"{v['inference_paths_agree']}"
+    )
+    a = summary["attack"]
+    p = a["exit_prediction"]
+    b = a["best_boundary"]  # what the timing allows: the best thresholds chosen knowing the true exits
+    print(
+        f"timing: {a['queries']} queries, {a['timing']}, {a['passes']} passes each on average "
+        f"({a['retime']}): {a['estimated_exits']} exits found (the victim has {a['victim_exits']}; "
+        f"its exits on these queries {a['true_exit_histogram']}); exit prediction balanced "
+        f"{p['balanced_accuracy']:.3f}, aligned balanced {p['aligned_balanced_accuracy']:.3f} (the best "
+        f"time-threshold rule knowing the truth: {b['balanced_accuracy']:.3f})"
+    )
+    print(
+        f"same budget ({a['budget']} queries) and training: ours {a['queries']} images x {a['passes']} "
+        f"timings, KnockoffNets {a['knockoff_queries']} images; student pre-trained: "
+        f"{summary['pretrained'] is not None}. CLO nat.: on {a['held_out_queries']} natural images never "
+        "queried"
+    )
+    print(f"{'model':<10}{'ACC':>8}{'fidelity':>10}{'CLO':>8}{'CLO nat.':>10}{'CC (MFLOPs)':>13}{'exits':>7}")
+    first = next(iter(a["table"].values()))
+    one = 1.0
+    print(
+        f"{'victim':<10}{first['victim_accuracy']:>8.4f}{one:>10.4f}{one:>8.4f}{one:>10.4f}"
+        f"{first['victim_mean_flops'] / 1e6:>13.2f}{a['victim_exits']:>7}"
+    )
+    for name, row in a["table"].items():
+        found = a["estimated_exits"] if name == "ours" else "-"
         print(
-            f"victim: test accuracy per exit {v['accuracy_per_exit']}; thresholds {v['thresholds']}: "
-            f"accuracy {v['accuracy_early_exit']:.4f} at {v['flops_ratio']:.0%} of the full FLOPs, "
-            f"exits {v['exit_histogram']}; inference paths agree: {v['inference_paths_agree']}"
+            f"{name:<10}{row['accuracy']:>8.4f}{row['fidelity']:>10.4f}{row['closeness']:>8.4f}"
+            f"{row['closeness_queries']:>10.4f}{row['mean_flops'] / 1e6:>13.2f}{found:>7}"
         )
-    if "attack" in summary and "error" not in summary["attack"]:
-        a = summary["attack"]
-        p = a["exit_prediction"]
-        print(
-            f"attack: {a['queries']} queries, {a['timing']} timing, fastest of {a['passes']}: "
-            f"{a['estimated_exits']} exits found (victim has {a['victim_exits']}); exit prediction "
-            f"accuracy {p['accuracy']:.3f}, balanced {p['balanced_accuracy']:.3f}; with the humps aligned "
-            f"to the true exits in order {p['aligned_accuracy']:.3f}, "
-            f"balanced {p['aligned_balanced_accuracy']:.3f}"
-        )
-        if "best_boundary" in a:  # what the timing allows: the best thresholds chosen knowing the truth
-            b = a["best_boundary"]
-            print(
-                f"the best any time-threshold rule could do on these runtimes (knowing the true exits): "
-                f"accuracy {b['accuracy']:.3f}, balanced {b['balanced_accuracy']:.3f}"
-            )
-        print(
-            f"same budget ({a['budget']} queries) and training: ours {a['queries']} images x {a['passes']} "
-            f"timings, KnockoffNets {a['knockoff_queries']} images. CLO q.: on {a['held_out_queries']} "
-            "natural images never queried"
-        )
-        print(
-            f"{'model':<10}{'ACC':>8}{'fidelity':>10}{'CLO':>8}{'CLO q.':>8}{'CC (MFLOPs)':>13}{'exits':>7}"
-        )
-        first = next(iter(a["table"].values()))
-        victim_flops = first["victim_mean_flops"] / 1e6
-        one = 1.0
-        print(
-            f"{'victim':<10}{first['victim_accuracy']:>8.4f}{one:>10.4f}{one:>8.4f}{one:>8.4f}"
-            f"{victim_flops:>13.2f}{a['victim_exits']:>7}"
-        )
-        for name, row in a["table"].items():
-            found = a["estimated_exits"] if name == "ours" else "-"
-            print(
-                f"{name:<10}{row['accuracy']:>8.4f}{row['fidelity']:>10.4f}{row['closeness']:>8.4f}"
-                f"{row['closeness_queries']:>8.4f}{row['mean_flops'] / 1e6:>13.2f}{found:>7}"
-            )
-        print(f"runtime density: {a['figure']}")
+    claims = summary["claims"]
+    for name, ok in claims.items():
+        print(f"  [{'ok' if ok else 'FAILED'}] {demo.CLAIMS[name]}")
+    print(f"claims held: {sum(claims.values())} of {len(claims)}")
     phases = ", ".join(f"{name} {sec:.0f} s" for name, sec in summary.get("phases", {}).items())
-    print(f"phases: {phases}")
-    print(f"figure: {summary['figure']}\nsummary: {Path(args.out) / 'summary.json'}")
+    print(f"phases: {phases}; load average at the start {summary['load_average']}")
+    print(f"figures: {a['figure']}, {a['exit_figure']}, {summary['figure']}")
+    print(f"summary: {Path(args.out) / 'summary.json'}")
     return 0
 
 
@@ -233,17 +234,36 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="outputs/demo", help="folder for the demo's figures and summary")
     demo.add_argument("--data-dir", default=None, help="folder with the dataset archives")
     demo.add_argument("--seed", type=int, default=0)
+    from mexjax.demo import DemoConfig  # plain data (its module loads JAX: about a second)
+
+    defaults = DemoConfig()
+    demo.add_argument("--budget", type=int, default=defaults.budget, help="queries each attack may spend")
     demo.add_argument(
-        "--victim-images", type=int, default=20000, help="FashionMNIST images for the demo victim"
+        "--passes", type=int, default=defaults.passes, help="ours: timing passes per image on average"
     )
-    demo.add_argument("--victim-epochs", type=int, default=4)
-    demo.add_argument("--queries", type=int, default=2000, help="TinyImageNet queries of the stealing attack")
-    demo.add_argument("--student-epochs", type=int, default=10)
+    demo.add_argument("--retime", choices=("adaptive", "uniform"), default=defaults.retime)
+    demo.add_argument("--student-epochs", type=int, default=defaults.student_epochs)
+    demo.add_argument("--student-width", type=float, default=defaults.student_width)
+    demo.add_argument("--held-out", type=int, default=defaults.held_out, help="natural images never queried")
     demo.add_argument(
         "--victim",
-        default=None,
-        help="attack a victim saved by `train-victim` (a folder with result.json and model/) instead of "
-        "training the FashionMNIST one; a missing or damaged one falls back to training",
+        default=defaults.victim_dir,
+        help="the victim: a folder saved by `train-victim` (result.json and model/); default: the committed "
+        "CIFAR-10 VGG16-SDN; a missing or damaged one falls back to training",
+    )
+    demo.add_argument("--train-victim", action="store_true", help="train the victim here (a shorter run)")
+    demo.add_argument("--victim-images", type=int, default=defaults.victim_images)
+    demo.add_argument("--victim-epochs", type=int, default=defaults.victim_epochs)
+    demo.add_argument(
+        "--pretrained", default=defaults.pretrained_dir, help="the student's pre-trained backbone (a folder)"
+    )
+    demo.add_argument("--no-pretrained", action="store_true", help="train the student from scratch")
+    demo.add_argument("--pretrain-epochs", type=int, default=defaults.pretrain_epochs)
+    demo.add_argument(
+        "--timing",
+        choices=("measured", "simulated"),
+        default="measured",
+        help="measured wall-clock answers (default) or a FLOPs cost model",
     )
     demo.set_defaults(func=_cmd_demo)
 

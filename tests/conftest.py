@@ -92,3 +92,15 @@ def cpu_devices():
         return devices[:n]
 
     return take
+
+
+@pytest.fixture(scope="session")
+def toy_victim():
+    """A tiny victim trained on the 4-class toy task (learnable in seconds), and its test set."""
+    from mexjax import nets, train
+    from tests.train.test_fit import _toy
+
+    net = nets.build("vgg16", num_classes=4, num_exits=3, width=0.125)
+    config = train.TrainConfig(epochs=6, batch_size=16, learning_rate=0.05, milestones=(0.7,), flip=False)
+    variables, _ = train.fit(net, _toy(128), config, progress=False)
+    return net, variables, _toy(200, seed=1)

@@ -261,7 +261,7 @@ def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys)
 def test_cli_keeps_the_traceback_of_a_bug(tmp_path, monkeypatch):
     from mexjax import demo
 
-    def broken(**kwargs):
+    def broken(*args, **kwargs):
         raise KeyError("a bug")
 
     monkeypatch.setattr(demo, "run", broken)

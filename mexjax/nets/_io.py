@@ -127,12 +127,19 @@ def _check_fits(net: MultiExitNet, saved: dict) -> None:
         )
 
 
-def load(directory: str | os.PathLike) -> tuple[MultiExitNet, dict, np.ndarray | None, dict]:
-    """(net, variables, thresholds or None, info) of a model saved by `save`."""
+def load(
+    directory: str | os.PathLike, *, require_checksums: bool = False
+) -> tuple[MultiExitNet, dict, np.ndarray | None, dict]:
+    """(net, variables, thresholds or None, info) of a model saved by `save`.
+
+    require_checksums: refuse a model without its checksum list (models saved before the checksums
+    were written otherwise load unchecked); for shipped models, whose damage must never go unseen."""
     if not os.path.isdir(directory):
         raise CheckpointError(
             f"no saved model at {directory}: train one with `python -m mexjax train-victim`"
         )
+    if require_checksums and not os.path.isfile(os.path.join(directory, CHECKSUMS)):
+        raise CheckpointError(f"{directory} has no checksum list ({CHECKSUMS}): save the model again")
     _verify(directory)
     with Checkpointer(directory, max_to_keep=1) as ckpt:
         meta = ckpt.read_meta()

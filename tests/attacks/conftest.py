@@ -4,8 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from mexjax import data, exits, nets, oracle, train
-from tests.train.test_fit import _toy
+from mexjax import data, exits, nets, oracle
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +21,3 @@ def victim_setup():
 def tiny_oracle(setup, budget=10_000, output="probs"):
     net, variables, thresholds, _, timing = setup
     return oracle.Oracle(net, variables, thresholds, budget=budget, timing=timing, output=output)
-
-
-@pytest.fixture(scope="session")
-def toy_victim():
-    """A tiny victim trained on the 4-class toy task (learnable in seconds), and its test set."""
-    net = nets.build("vgg16", num_classes=4, num_exits=3, width=0.125)
-    config = train.TrainConfig(epochs=6, batch_size=16, learning_rate=0.05, milestones=(0.7,), flip=False)
-    variables, _ = train.fit(net, _toy(128), config, progress=False)
-    return net, variables, _toy(200, seed=1)

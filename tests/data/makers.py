@@ -98,3 +98,29 @@ def write_svhn(folder: Path, split="train", n=7, seed=0):
     y = rng.integers(1, 11, (n, 1)).astype(np.uint8)  # 10 stands for the digit 0
     savemat(folder / f"{split}_32x32.mat", {"X": x, "y": y})
     return x.transpose(3, 0, 1, 2), np.where(y[:, 0] == 10, 0, y[:, 0]).astype(np.int32)
+
+
+def toy_scenes(n: int, size: int = 32, classes: int = 4, seed: int = 0, weakest: float = 0.55):
+    """A learnable image task for end-to-end tests: class c lights quadrant c with a random strength
+    in [weakest, 1]; the rest of the light goes to another quadrant, so that confidence (and a
+    multi-exit net's exit) varies while the class's quadrant stays the brightest.
+    Returns (uint8 images [n, size, size, 3], int32 labels)."""
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % classes).astype(np.int32)
+    images = rng.integers(0, 40, (n, size, size, 3)).astype(np.float64)
+    half = size // 2
+    strength = rng.uniform(weakest, 1.0, n)
+    for i, y in enumerate(labels):
+        other = (int(y) + rng.integers(1, classes)) % classes
+        for quadrant, share in ((int(y), strength[i]), (int(other), 1 - strength[i])):
+            r, c = divmod(quadrant, 2)
+            images[i, r * half : (r + 1) * half, c * half : (c + 1) * half] += 180 * share
+    return images.clip(0, 255).astype(np.uint8), labels
+
+
+def write_arrays_folder(root: Path, split: str, images, labels, classes, suffix=".png"):
+    """Write given images as <root>/<split>/<class>/<index><suffix> (an image-folder data set)."""
+    for i, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+        folder = root / split / classes[int(label)]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(folder / f"{i:05d}{suffix}")
