@@ -69,6 +69,7 @@ def _cmd_demo(args) -> int:
         retime=args.retime,
         student_epochs=args.student_epochs,
         student_width=args.student_width,
+        student_batch_size=args.student_batch_size,
         held_out=args.held_out,
         victim_dir=args.victim,
         train_victim=args.train_victim,
@@ -185,6 +186,7 @@ def _cmd_train_victim(args) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.lr,
+        recipe=args.recipe,
         weight_decay=args.weight_decay,
         dtype="bfloat16" if args.bf16 else "float32",
         held_out=args.held_out,
@@ -244,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--retime", choices=("adaptive", "uniform"), default=defaults.retime)
     demo.add_argument("--student-epochs", type=int, default=defaults.student_epochs)
     demo.add_argument("--student-width", type=float, default=defaults.student_width)
+    demo.add_argument("--student-batch-size", type=int, default=defaults.student_batch_size)
     demo.add_argument("--held-out", type=int, default=defaults.held_out, help="natural images never queried")
     demo.add_argument(
         "--victim",
@@ -288,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--lr", type=_non_negative, default=None, help="initial learning rate (default 0.1)")
     tv.add_argument(
         "--weight-decay", type=_non_negative, default=None, help="default 5e-4 (VGG16) / 1e-4; 0: none"
+    )
+    tv.add_argument(
+        "--recipe",
+        choices=("sdn", "adam"),
+        default="sdn",
+        help="sdn: SGD with SDN's exit weights (default); adam: Adam, all exits alike (e.g. pre-training)",
     )
     tv.add_argument("--bf16", action="store_true", help="compute in bfloat16 (parameters stay float32)")
     tv.add_argument("--held-out", type=int, default=5000, help="training images kept to choose thresholds")

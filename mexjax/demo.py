@@ -50,6 +50,7 @@ class DemoConfig:
     retime: str = "adaptive"  # ours: "adaptive" re-timing of ambiguous queries, or "uniform"
     student_epochs: int = 6  # ours; KnockoffNets trains for as many example-steps
     student_width: float = 0.25  # the student: a VGG16-SDN of this width (the pre-trained one's)
+    student_batch_size: int = 128
     held_out: int = 1000  # TinyImageNet val images never queried: CLO on natural images
     victim_dir: str | None = str(DEMO_VICTIM)
     train_victim: bool = False  # train the victim here even when a saved one is there
@@ -219,13 +220,14 @@ def _pretrain_student(out_dir: Path, data_dir, config: DemoConfig, images: int) 
     pretrain_config = victim.VictimConfig(
         arch="vgg16",
         dataset="tinyimagenet",
-        num_exits=2,
-        width=0.25,
+        num_exits=4,  # the ICs supervise the deep layers too (without them the last exit lagged)
+        width=config.student_width,
         input_size=VICTIM_INPUT[0],
         epochs=config.pretrain_epochs,
         batch_size=128 if images >= 1280 else 8,
         held_out=max(16, min(1000, images // 10)),
-        learning_rate=0.01,
+        recipe="adam",
+        learning_rate=1e-3,
         seed=config.seed,
         data_dir=data_dir,
     )
@@ -316,7 +318,7 @@ def _attack_part(out_dir: Path, saved, sets: dict, config: DemoConfig, pretraine
         arch="vgg16",
         width=config.student_width,
         epochs=config.student_epochs,
-        batch_size=64,
+        batch_size=config.student_batch_size,
         passes=config.passes,
         retime=config.retime,
         pretrained=pretrained,

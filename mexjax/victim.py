@@ -31,6 +31,7 @@ class VictimConfig:
     epochs: int = 100
     batch_size: int = 128
     learning_rate: float | None = None
+    recipe: str = "sdn"  # "sdn": SGD, SDN's exit weights; "adam": Adam, every exit weighted 1 (pre-training)
     milestones: tuple[float, ...] | None = None  # lr x0.1 at these fractions of the epochs (default SDN's)
     weight_decay: float | None = None  # default: 5e-4 for VGG16, 1e-4 otherwise (SDN)
     dtype: str = "float32"
@@ -115,6 +116,7 @@ def train_victim(config: VictimConfig, out_dir: str | os.PathLike, *, progress: 
     if weight_decay is None:  # 0 turns weight decay off
         weight_decay = 5e-4 if config.arch == "vgg16" else 1e-4
     train_config = train.TrainConfig(
+        recipe=config.recipe,
         epochs=config.epochs,
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,

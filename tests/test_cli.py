@@ -46,7 +46,8 @@ def test_demo_shows_the_attack_working(tmp_path, toy_victim, capsys):
     out = tmp_path / "out"
     argv = ["demo", "--out", str(out), "--data-dir", str(data_dir), "--victim", str(victim_dir),
             "--no-pretrained", "--budget", "800", "--passes", "2", "--student-epochs", "8",
-            "--student-width", "0.125", "--held-out", "80", "--timing", "simulated"]  # fmt: skip
+            "--student-width", "0.125", "--student-batch-size", "32", "--held-out", "80",
+            "--timing", "simulated"]  # fmt: skip
     assert cli.main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     printed = capsys.readouterr().out
