@@ -162,6 +162,7 @@ def _cmd_serve(args) -> int:
     config = serve.ServeConfig(
         budget=args.budget, max_batch=args.max_batch,
         max_body_bytes=args.max_body_bytes, countermeasure=countermeasure, seed=args.seed,
+        read_timeout=args.read_timeout, max_clients=args.max_clients,
     )  # fmt: skip
     # the served oracle's own budget is unbounded: each client has `--budget` queries
     victim = oracle.Oracle(net, variables, thresholds, budget=sys.maxsize, output=args.output)
@@ -357,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--output", default="probs", choices=["probs", "labels"])
     sv.add_argument("--max-batch", type=int, default=64, help="images per request")
     sv.add_argument("--max-body-bytes", type=int, default=4 * 2**20)
+    sv.add_argument("--read-timeout", type=float, default=30.0, help="seconds to send a body (then 408)")
+    sv.add_argument("--max-clients", type=int, default=100_000, help="client budgets kept (then 503)")
     sv.add_argument(
         "--countermeasure", default="none", choices=["none", "constant", "uniform", "exponential", "batch"]
     )

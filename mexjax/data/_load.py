@@ -126,7 +126,19 @@ def _expected_sha256(archive: Path) -> str | None:
     return None
 
 
-def _check_listed(archive: Path) -> str | None:
+def _check_archive_sum(archive: Path) -> str:
+    """The archive's sha256, checked against its SHA256SUMS entry (a missing entry: `_check_listed`)."""
+    expected = _check_listed(archive, stacklevel=5)
+    key = _cache.file_sha256(archive)
+    if expected is not None and expected != key:
+        raise CorruptDataError(
+            f"{archive} has sha256 {key} but SHA256SUMS beside it says {expected}: the archive is "
+            "corrupt or truncated. Copy it again."
+        )
+    return key
+
+
+def _check_listed(archive: Path, stacklevel: int = 4) -> str | None:
     """The archive's checksum from SHA256SUMS; a missing entry warns, or fails under
     MEXJAX_REQUIRE_CHECKSUMS=1."""
     expected = _expected_sha256(archive)
@@ -147,7 +159,7 @@ def _check_listed(archive: Path) -> str | None:
         f"{what}, so it cannot be checked for corruption or truncation: {how} (it is then verified on "
         f"every load; {REQUIRE_CHECKSUMS_ENV}=1 makes a missing entry an error).",
         MissingChecksumWarning,
-        stacklevel=4,
+        stacklevel=stacklevel,
     )
     return None
 
@@ -183,13 +195,7 @@ def _load_image_folder(path: Path, split: str, *, name: str, channels, progress,
         readme = [path / "README.txt"] if (path / "README.txt").is_file() else []  # it decides the checks
         key = _cache.folder_fingerprint(files + readme, path)
     else:
-        expected = _check_listed(path)
-        key = _cache.file_sha256(path)
-        if expected is not None and expected != key:
-            raise CorruptDataError(
-                f"{path} has sha256 {key} but SHA256SUMS beside it says {expected}: the archive is "
-                "corrupt or truncated. Copy it again."
-            )
+        key = _check_archive_sum(path)
     entry = _cache.entry_path(name, key)
     meta = _cache.read_meta(entry, key)
     if meta is not None:  # entries are written only after the checks below
@@ -245,6 +251,8 @@ def _load_cifar100(split: str, data_dir) -> Dataset:
         candidates += [folder / "cifar-100-python", folder / "cifar-100-python.tar.gz"]
     for source in candidates:
         if source.exists():
+            if source.is_file():  # the archive: checked against SHA256SUMS as the shared archives are
+                _check_archive_sum(source)
             images, labels, names = _formats.read_cifar100(source, split)
             return Dataset(images, labels, names, "cifar100", split)
     raise DatasetNotFoundError(

@@ -93,6 +93,13 @@ class Service:
 
     def charge(self, client: str, n: int) -> None:
         """Reserve n queries of the client's budget (before the work: parallel requests cannot overspend)."""
+        if client not in self.used and len(self.used) >= self.config.max_clients:
+            # budgets are never forgotten (forgetting one would hand its client a fresh budget)
+            raise RequestError(
+                503,
+                f"this server keeps the budgets of at most {self.config.max_clients} clients and has "
+                "no room for a new one: try again later or ask the operator",
+            )
         used = self.used.get(client, 0)
         if used + n > self.config.budget:
             raise RequestError(
@@ -173,7 +180,14 @@ def create_app(victim: oracle.Oracle, config: ServeConfig | None = None) -> Star
 
     async def predict(request: Request) -> JSONResponse:
         client = _client(request)
-        body = await _read_body(request, service.config.max_body_bytes)
+        try:  # a client that stalls mid-body must not hold a connection forever
+            body = await asyncio.wait_for(
+                _read_body(request, service.config.max_body_bytes), service.config.read_timeout
+            )
+        except TimeoutError:
+            raise RequestError(
+                408, f"the request body did not arrive within {service.config.read_timeout} s: send it whole"
+            ) from None
         images = decode(
             body, request.headers.get("content-type", ""), net.input_shape, service.config.max_batch
         )

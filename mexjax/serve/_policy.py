@@ -67,12 +67,18 @@ class ServeConfig:
     max_body_bytes: int = 4 * 2**20
     countermeasure: Countermeasure = Countermeasure()
     seed: int = 0  # of the random delays
+    read_timeout: float = 30.0  # seconds a client may take to send a request's body (then 408)
+    max_clients: int = 100_000  # client ids whose budgets are kept; a new one beyond them gets 503
 
     def __post_init__(self):
         if not isinstance(self.budget, int) or self.budget < 0:
             raise ValueError(f"budget must be a non-negative int; got {self.budget!r}")
         if self.max_batch < 1 or self.max_body_bytes < 1024:
             raise ValueError("need max_batch >= 1 and max_body_bytes >= 1024")
+        if not (math.isfinite(self.read_timeout) and self.read_timeout > 0):
+            raise ValueError(f"read_timeout must be a finite number of seconds > 0; got {self.read_timeout}")
+        if not isinstance(self.max_clients, int) or self.max_clients < 1:
+            raise ValueError(f"max_clients must be a positive int; got {self.max_clients!r}")
 
 
 def release_time(cm: Countermeasure, started: float, finished: float, images: int, draw: float) -> float:

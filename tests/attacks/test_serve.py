@@ -333,3 +333,35 @@ def test_serve_command_serves_a_saved_victim(victim_setup, expected, tmp_path, m
     with serve.background(seen["app"]) as url, serve.RemoteOracle(url) as remote:
         assert remote.budget == 7
         np.testing.assert_array_equal(remote.query(images[:2]).outputs, expected[:2])
+
+
+def test_a_stalled_body_times_out_and_the_client_table_is_bounded(victim, victim_setup):
+    import socket
+    import time
+    from urllib.parse import urlparse
+
+    images = victim_setup[3]
+    config = serve.ServeConfig(budget=BUDGET, read_timeout=0.5, max_clients=2)
+    with serve.background(serve.create_app(victim, config)) as url:
+        where = urlparse(url)
+        body = serve.encode_npy(images[:1])
+        with socket.create_connection((where.hostname, where.port), timeout=10) as sock:
+            head = (
+                f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nX-Client-Id: slow\r\nContent-Type: {serve.NPY}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            )
+            sock.sendall(head.encode() + body[: len(body) // 2])  # half the body, then nothing
+            start = time.monotonic()
+            answer = sock.recv(4096).decode()
+            waited = time.monotonic() - start
+        assert answer.startswith("HTTP/1.1 408") and "did not arrive within 0.5 s" in answer
+        assert waited < 5  # answered after the timeout, not held open
+        assert _post(url, body, client="first").status_code == 200
+        assert _post(url, body, client="second").status_code == 200
+        third = _post(url, body, client="third")
+        assert third.status_code == 503 and "at most 2 clients" in third.json()["error"]
+        assert _post(url, body, client="first").status_code == 200  # known clients keep their budgets
+    with pytest.raises(ValueError, match="read_timeout"):
+        serve.ServeConfig(read_timeout=math.inf)
+    with pytest.raises(ValueError, match="max_clients"):
+        serve.ServeConfig(max_clients=0)

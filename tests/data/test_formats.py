@@ -2,14 +2,13 @@
 
 import gzip
 import pickle
-import tarfile
 
 import numpy as np
 import pytest
 
 from mexjax import data
 from mexjax.data import _formats, _load
-from tests.data.makers import write_cifar100, write_fashion_mnist, write_svhn
+from tests.data.makers import make_archive, write_cifar100, write_fashion_mnist, write_svhn
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
@@ -58,8 +57,7 @@ def test_cifar100(tmp_path, split, packed):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     if packed:
-        with tarfile.open(data_dir / "cifar-100-python.tar.gz", "w:gz") as tf:
-            tf.add(root, arcname="cifar-100-python")
+        make_archive(root, data_dir / "cifar-100-python.tar.gz")  # listed in SHA256SUMS beside it
     else:
         root.rename(data_dir / "cifar-100-python")
     ds = data.load("cifar100", split, data_dir=data_dir)
@@ -67,6 +65,25 @@ def test_cifar100(tmp_path, split, packed):
     np.testing.assert_array_equal(ds.images, images)
     np.testing.assert_array_equal(ds.labels, labels)
     assert ds.num_classes == 100 and ds.class_names[7] == "class07"
+
+
+def test_cifar100_archive_is_checked_against_its_checksum(tmp_path, monkeypatch):
+    root, _ = write_cifar100(tmp_path / "src")
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    archive = make_archive(root, data_dir / "cifar-100-python.tar.gz")
+    sums = data_dir / "SHA256SUMS"
+    listed = sums.read_text()
+    sums.write_text("0" * 64 + listed[64:])  # another archive's checksum
+    with pytest.raises(data.CorruptDataError, match="corrupt or truncated"):
+        data.load("cifar100", "test", data_dir=data_dir)
+    sums.unlink()
+    with pytest.raises(data.DataError, match="has no SHA256SUMS beside it"):  # MEXJAX_REQUIRE_CHECKSUMS=1
+        data.load("cifar100", "test", data_dir=data_dir)
+    monkeypatch.delenv("MEXJAX_REQUIRE_CHECKSUMS")
+    with pytest.warns(data.MissingChecksumWarning, match="cannot be checked"):
+        assert len(data.load("cifar100", "test", data_dir=data_dir)) == 5
+    assert archive.is_file()
 
 
 def test_cifar100_pickle_that_runs_code_is_refused(tmp_path):
