@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the demo's committed models (resumable: a rerun continues a cut run) and copy them into
 # assets/: the CIFAR-10 victim and the attacker's student backbone pre-trained on TinyImageNet.
-# About 1 h 15 min on a quiet 2-core CPU. Each folder gets result.json, model/ (with the sha256 of
+# About an hour on a quiet 2-core CPU. Each folder gets result.json, model/ (with the sha256 of
 # every file, checked on load) and command.txt (the exact command below).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -11,7 +11,7 @@ bash scripts/setup.sh
 victim=(train-victim --arch vgg16 --dataset cifar10 --exits 4 --width 0.25 --epochs 20 --lr 0.05
         --held-out 5000 --seed 0 --out outputs/victims/vgg16_cifar10_w025_k4 --quiet)
 student=(train-victim --arch vgg16 --dataset tinyimagenet --exits 4 --width 0.25 --input-size 32
-         --epochs 12 --recipe adam --lr 0.001 --held-out 1000 --seed 0
+         --epochs 4 --recipe adam --lr 0.001 --held-out 1000 --seed 0
          --out outputs/pretrained/vgg16_tinyimagenet_w025_s32 --quiet)
 
 copy() {  # copy <trained folder> <assets folder> <command...>

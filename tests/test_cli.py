@@ -141,3 +141,23 @@ def test_demo_sets_a_stale_victim_aside(tmp_path, monkeypatch, capsys):
     (aside,) = tmp_path.glob("victim.stale-*")
     assert (aside / "run" / "metrics.jsonl").read_text() == "old run\n"  # kept, not deleted
     assert "another spec" in capsys.readouterr().out
+
+
+def test_demo_trains_what_it_cannot_load(tmp_path, monkeypatch):
+    """A missing victim or pre-trained student is trained here, with the committed ones' recipes."""
+    trained = {}
+
+    def fake_train(config, folder):
+        trained[config.dataset] = config
+        return {}
+
+    monkeypatch.setattr(demo, "train_or_set_aside", fake_train)
+    monkeypatch.setattr(demo, "_saved_model", lambda folder, what: ("net", "vars", "thr", {}))
+    config = demo.DemoConfig(victim_epochs=2, victim_images=640, pretrain_epochs=1, seed=3)
+    demo._train_demo_victim(tmp_path, None, config)
+    folder = demo._pretrain_student(tmp_path, None, config, images=500)
+    victim, student = trained["cifar10"], trained["tinyimagenet"]
+    assert (victim.arch, victim.num_exits, victim.width, victim.epochs) == ("vgg16", 4, 0.25, 2)
+    assert victim.train_subset == 640 and victim.seed == 3
+    assert (student.recipe, student.input_size, student.width, student.epochs) == ("adam", 32, 0.25, 1)
+    assert folder == tmp_path / "student_pretrained"
