@@ -313,7 +313,7 @@ def _attack_part(out_dir: Path, saved, sets: dict, config: DemoConfig, pretraine
     query_images = pool[:n_ours]
     test = victim_mod.prepare(sets[f"{result['config']['dataset']}/test"], net.input_shape)
     timing = "measured" if config.timing == "measured" else oracle.SimulatedTiming(scale=0.05)
-    victim = oracle.Oracle(net, variables, thresholds, budget=config.budget, timing=timing)
+    victim = oracle.Oracle(net, variables, thresholds, budget=config.budget, timing=timing, progress=True)
     print(
         f"[demo] stealing with {n_ours} TinyImageNet queries, {config.passes} timed passes each on average "
         f"({config.retime}; budget {config.budget} queries)"

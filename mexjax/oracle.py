@@ -21,6 +21,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 from mexjax import exits as mexits
 from mexjax.nets import MultiExitNet, exit_flops
@@ -99,6 +100,7 @@ class Oracle:
         timing: str | SimulatedTiming = "measured",
         key: jax.Array | None = None,
         defense=None,
+        progress: bool = False,
     ):
         if output not in ("probs", "labels"):
             raise ValueError(f"output must be 'probs' or 'labels'; got {output!r}")
@@ -121,6 +123,7 @@ class Oracle:
         # an output defense (defenses.OutputDefense) perturbs every answer's probabilities after the
         # network ran (its cost is the same for every exit, so measured times leave it out)
         self.defense = defense
+        self.progress = progress  # a bar over measured timing passes (updated between passes only)
         self._defense_state = defense.init() if defense is not None else None
         self._defend = jax.jit(defense.apply) if defense is not None else None
 
@@ -218,6 +221,7 @@ class Oracle:
             order = measurement_order(passes, n, self._orders)
             collecting = gc.isenabled()
             gc.disable()  # a garbage-collection pause inside the clock would read as a later exit
+            bar = tqdm(total=n * passes, desc="timing", unit="query", disable=not self.progress or n < 100)
             try:
                 for p in range(passes):
                     times = every[p]
@@ -226,7 +230,9 @@ class Oracle:
                         _, row = answer(rows[i], thresholds)
                         times[i] = time.perf_counter() - start
                         probs[i] = row
+                    bar.update(n)  # between passes: nothing of the bar runs between two timed queries
             finally:
+                bar.close()
                 if collecting:
                     gc.enable()
             mode = "measured"
