@@ -47,10 +47,11 @@ class DemoConfig:
     seed: int = 0
     # 5 timing passes: with one core busy, fewer leave the victim's neighbouring exits overlapping
     # (experiments/demo_passes.py, experiments/results/demo/passes.md)
-    budget: int = 25000  # oracle queries each attack may spend (timing repeats count)
-    passes: int = 5  # ours: timing passes per image (on average); ours queries budget // passes images
-    retime: str = "uniform"  # ours: fastest of `passes` for every image, or "adaptive" re-timing
-    student_epochs: int = 5  # ours; KnockoffNets trains for as many example-steps
+    budget: int = 20000  # oracle queries each attack may spend (timing repeats count)
+    timed: int = 1000  # ours: images timed `passes` times each; the rest of the budget: distinct images
+    passes: int = 5  # asked once, untimed (they teach the answers, the timed ones the exits as well)
+    retime: str = "uniform"  # ours: fastest of `passes` for every timed image, or "adaptive" re-timing
+    student_epochs: int = 2  # ours; KnockoffNets as many example-steps (rounded up to whole epochs)
     student_width: float = 0.25  # the student: a VGG16-SDN of this width (the pre-trained one's)
     student_batch_size: int = 128
     held_out: int = 1000  # TinyImageNet val images never queried: CLO on natural images
@@ -63,9 +64,10 @@ class DemoConfig:
     timing: str = "measured"  # "measured" wall-clock answers; "simulated": a FLOPs cost model (tests)
 
     def __post_init__(self):
-        if self.budget < 2 or self.passes < 1 or self.budget < 2 * self.passes:
+        if self.passes < 1 or self.timed < 2 or self.budget < self.timed * self.passes:
             raise ValueError(
-                f"need budget >= 2 x passes >= 2; got budget={self.budget}, passes={self.passes}"
+                f"need passes >= 1, timed >= 2 and budget >= timed x passes; got budget {self.budget}, "
+                f"timed {self.timed}, passes {self.passes}"
             )
         if self.retime not in ("uniform", "adaptive"):
             raise ValueError(f"retime must be 'uniform' or 'adaptive'; got {self.retime!r}")
@@ -297,9 +299,10 @@ def _fit(images: np.ndarray) -> np.ndarray:
 def _attack_part(out_dir: Path, saved, sets: dict, config: DemoConfig, pretrained: str | None) -> dict:
     """Steal the demo victim through its timing side channel, with KnockoffNets beside it.
 
-    Same footing: both spend the same query budget (ours: budget / passes images, timed `passes`
-    times each on average; KnockoffNets: `budget` distinct images), both train the same (pre-trained)
-    student for the same number of example-steps. CLO is measured on the victim's test set and on
+    Same footing: both spend the same query budget (ours: `timed` images timed `passes` times each,
+    the rest of the budget as distinct images asked once; KnockoffNets: `budget` distinct images),
+    both train the same (pre-trained) student, KnockoffNets for at least as many example-steps.
+    CLO is measured on the victim's test set and on
     natural images never queried.
     """
     from mexjax import metrics, oracle
@@ -308,15 +311,15 @@ def _attack_part(out_dir: Path, saved, sets: dict, config: DemoConfig, pretraine
 
     net, variables, thresholds, result = saved
     pool, held = attacker_images(sets, config.held_out, config.seed)
-    n_ours = min(config.budget // config.passes, len(pool))
+    n_ours = min(config.timed + config.budget - config.timed * config.passes, len(pool))
     n_knockoff = min(config.budget, len(pool))
     query_images = pool[:n_ours]
     test = victim_mod.prepare(sets[f"{result['config']['dataset']}/test"], net.input_shape)
     timing = "measured" if config.timing == "measured" else oracle.SimulatedTiming(scale=0.05)
     victim = oracle.Oracle(net, variables, thresholds, budget=config.budget, timing=timing, progress=True)
     print(
-        f"[demo] stealing with {n_ours} TinyImageNet queries, {config.passes} timed passes each on average "
-        f"({config.retime}; budget {config.budget} queries)"
+        f"[demo] stealing with {n_ours} TinyImageNet images: {config.timed} timed {config.passes} times "
+        f"({config.retime}), the rest asked once (budget {config.budget} queries)"
     )
     steal_config = steal.StealConfig(
         arch="vgg16",
@@ -325,17 +328,18 @@ def _attack_part(out_dir: Path, saved, sets: dict, config: DemoConfig, pretraine
         batch_size=config.student_batch_size,
         passes=config.passes,
         retime=config.retime,
+        timed_share=min(1.0, config.timed / n_ours),
         pretrained=pretrained,
         seed=config.seed,
     )
     ours = steal.steal(victim, query_images, steal_config, workdir=None)
     k = ours.net.num_exits
     knockoff_oracle = oracle.Oracle(net, variables, thresholds, budget=config.budget, timing=timing)
-    knockoff_epochs = max(1, round(config.student_epochs * n_ours / n_knockoff))
+    knockoff_epochs = max(1, int(np.ceil(config.student_epochs * n_ours / n_knockoff)))
     print(f"[demo] KnockoffNets: {n_knockoff} distinct queries, {knockoff_epochs} epochs, {k} exits")
     knockoff_config = dataclasses.replace(steal_config, num_exits=k, epochs=knockoff_epochs)
     knockoff = steal.knockoff(knockoff_oracle, pool[:n_knockoff], knockoff_config, workdir=None)
-    true = oracle.true_exits(victim, query_images[: ours.answered])
+    true = oracle.true_exits(victim, query_images[: len(ours.estimated_exits)])
     prediction = metrics.exit_prediction(ours.estimated_exits, true)
     rows = {}
     for name, stolen in (("ours", ours), ("knockoff", knockoff)):
@@ -347,6 +351,7 @@ def _attack_part(out_dir: Path, saved, sets: dict, config: DemoConfig, pretraine
     _plot_exit_shares(rows, out_dir / "exits_test.png")
     return {
         "queries": n_ours,
+        "timed": len(ours.estimated_exits),
         "budget": config.budget,
         "queries_used": {"ours": ours.queries_used, "knockoff": knockoff.queries_used},
         "knockoff_queries": n_knockoff,

@@ -71,6 +71,32 @@ def test_steal_end_to_end_with_simulated_timing(victim_setup, tmp_path):
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+def test_untimed_share_teaches_answers_only(victim_setup, monkeypatch):
+    """timed_share: the first half is timed (2 passes), the rest asked once: the budget counts both,
+    the exits are read from the timed half, and the untimed half gets no strategy target (-1)."""
+    from mexjax.attacks.steal import _multiexit
+
+    seen = {}
+    real = _multiexit.train_student
+
+    def spy(student, images, outputs, targets, config, **kwargs):
+        seen.update(images=len(images), targets=np.asarray(targets))
+        return real(student, images, outputs, targets, config, **kwargs)
+
+    monkeypatch.setattr(_multiexit, "train_student", spy)
+    queries = victim_setup[3][:128]
+    victim = _oracle(victim_setup)
+    config = steal.StealConfig(width=0.125, epochs=1, batch_size=32, passes=2, timed_share=0.5)
+    result = steal.steal(victim, queries, config, progress=False)
+    assert result.queries_used == 64 * 2 + 64 and result.answered == 128
+    assert len(result.estimated_exits) == 64 and len(result.runtimes) == 64
+    assert seen["images"] == 128 and np.all(seen["targets"][64:] == -1)
+    np.testing.assert_array_equal(seen["targets"][:64], result.estimated_exits)
+    assert steal.exit_prediction(victim, result, queries)["accuracy"] > 0.95
+    with pytest.raises(ValueError, match="timed_share"):
+        steal.StealConfig(timed_share=0.0)
+
+
 def test_baseline_and_labels_only(victim_setup):
     queries = victim_setup[3]
     baseline = steal.steal(

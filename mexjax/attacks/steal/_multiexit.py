@@ -36,6 +36,10 @@ class StealConfig:
     squared_hinge: bool = False
     passes: int = 3  # timing passes per query (each one is a query); with adaptive re-timing, on average
     retime: str = "uniform"  # "uniform": fastest of `passes` for every query; "adaptive": `_retime`
+    # the share of the queries (the first ones) that are timed; the rest are asked once, untimed, and
+    # teach the student the victim's answers only (performance loss): more distinct images for the
+    # same budget, since every timing pass costs a query
+    timed_share: float = 1.0
     use_timing: bool = True  # False: baseline (no timing, no strategy loss, global threshold)
     label_match: bool = False  # threshold search counts a query only if the label matches too
     augment: bool = False
@@ -47,6 +51,8 @@ class StealConfig:
             raise ValueError(f"need 0 <= phi2 <= phi1 <= 1; got phi1={self.phi1}, phi2={self.phi2}")
         if self.lam < 0 or self.passes < 1:
             raise ValueError("lam must be >= 0 and passes >= 1")
+        if not 0 < self.timed_share <= 1:
+            raise ValueError(f"timed_share must be in (0, 1]; got {self.timed_share}")
         if self.retime not in ("uniform", "adaptive"):
             raise ValueError(f"retime must be 'uniform' or 'adaptive'; got {self.retime!r}")
         if not self.use_timing and self.num_exits is None:
@@ -59,9 +65,9 @@ class StealResult:
     variables: dict
     thresholds: np.ndarray
     thresholds_how: str
-    estimated_exits: np.ndarray | None  # per answered query (None without timing)
+    estimated_exits: np.ndarray | None  # per timed query: the first ones answered (None without timing)
     boundaries: list[float]  # exit boundaries read from the runtimes, in seconds (empty without timing)
-    runtimes: np.ndarray
+    runtimes: np.ndarray  # of the timed queries
     answered: int  # queries answered (images, not counting repeats)
     queries_used: int  # oracle queries spent, repeats included
     budget_exhausted: bool
@@ -83,20 +89,32 @@ def steal(
 ) -> StealResult:
     """Run the attack with `queries` (uint8 images of the victim's input shape)."""
     passes = config.passes if config.use_timing else 1
+    n_timed = len(queries)
+    if config.use_timing and config.timed_share < 1:
+        n_timed = min(len(queries), max(2, int(np.ceil(config.timed_share * len(queries)))))
     exhausted = False
     try:
         if config.use_timing and config.retime == "adaptive":
-            answers = adaptive_timing(victim, queries, total_passes=config.passes)
+            answers = adaptive_timing(victim, queries[:n_timed], total_passes=config.passes)
             exhausted = answers.exhausted
         else:
-            answers = victim.query(queries, passes=passes)
+            answers = victim.query(queries[:n_timed], passes=passes)
     except oracle.BudgetExhausted as stop:
         answers, exhausted = stop.answered, True
         warnings.warn(f"{stop} Continuing with the {len(answers)} answered queries.", stacklevel=2)
-    n = len(answers)
+    n = len(answers)  # timed (all answered queries without timing)
+    outputs = answers.outputs
+    if n == n_timed < len(queries) and not exhausted:  # the untimed rest: answers only
+        try:
+            rest = victim.query(queries[n_timed:], passes=1, timed=False)
+        except oracle.BudgetExhausted as stop:
+            rest, exhausted = stop.answered, True
+            warnings.warn(f"{stop} Continuing with the {n + len(rest)} answered queries.", stacklevel=2)
+        outputs = np.concatenate([outputs, rest.outputs])
+    answered = len(outputs)
     if n < 2:
         raise ValueError(f"only {n} queries were answered: not enough to train a student")
-    images = np.asarray(queries[:n])
+    images = np.asarray(queries[:answered])
     if images.dtype != np.uint8:
         images = np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
 
@@ -117,18 +135,21 @@ def steal(
         num_exits = num_exits or min(k, nets.MAX_EXITS)
         est = np.minimum(est, num_exits - 1).astype(np.int32)
     student, initial = build_student(config, victim.num_classes, num_exits, victim.input_shape)
+    targets = est  # the untimed rest has no exit to copy: -1 switches the strategy loss off for it
+    if est is not None and answered > n:
+        targets = np.concatenate([est, np.full(answered - n, -1, np.int32)])
     variables, history = train_student(
         student,
         images,
-        answers.outputs,
-        est,
+        outputs,
+        targets,
         config,
         variables=initial,
         workdir=workdir,
         progress=progress,
-        queries=n,
+        queries=answered,
     )
-    thresholds, how = choose_thresholds(student, variables, images, answers.outputs, est, config)
+    thresholds, how = choose_thresholds(student, variables, images[:n], outputs[:n], est, config)
     return StealResult(
         net=student,
         variables=variables,
@@ -137,7 +158,7 @@ def steal(
         estimated_exits=est,
         boundaries=boundaries,
         runtimes=answers.runtimes,
-        answered=n,
+        answered=answered,
         queries_used=victim.used,
         budget_exhausted=exhausted,
         timing=answers.timing,
@@ -311,5 +332,5 @@ def exit_prediction(victim: oracle.Oracle, result: StealResult, queries) -> dict
     """Evaluation code: how well the timing analysis predicted the answered queries' true exits."""
     if result.estimated_exits is None:
         raise ValueError("this attack did not use timing")
-    true = oracle.true_exits(victim, np.asarray(queries[: result.answered]))
+    true = oracle.true_exits(victim, np.asarray(queries[: len(result.estimated_exits)]))
     return metrics.exit_prediction(result.estimated_exits, true)
