@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--victim-images", type=int, default=defaults.victim_images)
     demo.add_argument("--victim-epochs", type=int, default=defaults.victim_epochs)
     demo.add_argument(
-        "--pretrained", default=defaults.pretrained_dir, help="the student's pre-trained backbone (a folder)"
+        "--pretrained", default=defaults.pretrained_dir, help="a pre-trained student backbone (default: none)"
     )
     demo.add_argument("--no-pretrained", action="store_true", help="train the student from scratch")
     demo.add_argument("--pretrain-epochs", type=int, default=defaults.pretrain_epochs)

@@ -27,7 +27,6 @@ from mexjax import data, nets
 VICTIM_INPUT = (32, 32, 3)
 ASSETS = Path(__file__).resolve().parents[1] / "assets"  # committed models (a source checkout)
 DEMO_VICTIM = ASSETS / "victims" / "vgg16_cifar10_w025_k4"
-DEMO_STUDENT = ASSETS / "students" / "vgg16_tinyimagenet_w025_s32"
 
 # what the demo checks (issue-style targets of the stealing paper at this size)
 CLAIMS = {
@@ -59,7 +58,9 @@ class DemoConfig:
     train_victim: bool = False  # train the victim here even when a saved one is there
     victim_images: int = 20000  # training the victim here: CIFAR-10 images ...
     victim_epochs: int = 4  # ... and epochs
-    pretrained_dir: str | None = str(DEMO_STUDENT)  # None: the student starts from scratch
+    # a student backbone pre-trained on the attacker's TinyImageNet (scripts/demo_assets.sh --student);
+    # None (default): from scratch; at this size the pre-trained one made our student worse (README)
+    pretrained_dir: str | None = None
     pretrain_epochs: int = 3  # pre-training the student here (when the saved one is missing)
     timing: str = "measured"  # "measured" wall-clock answers; "simulated": a FLOPs cost model (tests)
 

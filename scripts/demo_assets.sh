@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Train the demo's committed models (resumable: a rerun continues a cut run) and copy them into
-# assets/: the CIFAR-10 victim and the attacker's student backbone pre-trained on TinyImageNet.
-# About an hour on a quiet 2-core CPU. Each folder gets result.json, model/ (with the sha256 of
-# every file, checked on load) and command.txt (the exact command below).
+# Train the demo's committed victim (resumable: a rerun continues a cut run) and copy it into
+# assets/ with result.json, model/ (with the sha256 of every file, checked on load) and command.txt
+# (the exact command below). About an hour on a quiet 2-core CPU. With `--student` it also pre-trains
+# a student backbone on TinyImageNet (not committed: at this size it made our student worse, see
+# the README) into assets/students/, for `mexjax demo --pretrained assets/students/...`.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -26,6 +27,8 @@ copy() {  # copy <trained folder> <assets folder> <command...>
 
 .venv/bin/python -m mexjax "${victim[@]}"
 copy outputs/victims/vgg16_cifar10_w025_k4 assets/victims/vgg16_cifar10_w025_k4 "${victim[@]}"
-.venv/bin/python -m mexjax "${student[@]}"
-copy outputs/pretrained/vgg16_tinyimagenet_w025_s32 assets/students/vgg16_tinyimagenet_w025_s32 "${student[@]}"
+if [ "${1:-}" = "--student" ]; then
+  .venv/bin/python -m mexjax "${student[@]}"
+  copy outputs/pretrained/vgg16_tinyimagenet_w025_s32 assets/students/vgg16_tinyimagenet_w025_s32 "${student[@]}"
+fi
 du -sh assets/*/*
