@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -136,8 +137,6 @@ def run(out_dir: Path, data_dir=None, config: DemoConfig = DemoConfig()) -> dict
 
 def _load_average() -> list[float] | None:
     try:
-        import os
-
         return [round(x, 2) for x in os.getloadavg()]
     except (AttributeError, OSError):  # not on every platform
         return None
@@ -288,13 +287,9 @@ def attacker_images(sets: dict, held_out: int, seed: int) -> tuple[np.ndarray, n
     held = val.images[order[:held_out]]
     pool = np.concatenate([sets["tinyimagenet/train"].images, val.images[order[held_out:]]])
     pool = pool[np.random.default_rng(seed + 1).permutation(len(pool))]
-    return _fit(pool), _fit(held)
+    from mexjax import victim
 
-
-def _fit(images: np.ndarray) -> np.ndarray:
-    """Images resized to the victim's input, in chunks (bounded memory)."""
-    chunks = [data.to_input_shape(images[i : i + 4096], VICTIM_INPUT) for i in range(0, len(images), 4096)]
-    return np.concatenate([np.asarray(c) for c in chunks])
+    return victim.fit_to_input(pool, VICTIM_INPUT), victim.fit_to_input(held, VICTIM_INPUT)
 
 
 def _attack_part(out_dir: Path, saved, sets: dict, config: DemoConfig, pretrained: str | None) -> dict:

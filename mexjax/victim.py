@@ -51,17 +51,21 @@ def input_shape_for(image_shape) -> tuple[int, int, int]:
     return max(h, 32), max(w, 32), c
 
 
+def fit_to_input(images: np.ndarray, input_shape) -> np.ndarray:
+    """uint8 images padded (when not larger) or resized to input_shape, in chunks (bounded memory)."""
+    mode = "pad" if images.shape[1] <= input_shape[0] else "resize"
+    return np.concatenate(
+        [
+            np.asarray(data.to_input_shape(images[i : i + 4096], input_shape, mode=mode))
+            for i in range(0, len(images), 4096)
+        ]
+    )
+
+
 def prepare(ds: data.Dataset, input_shape) -> data.Dataset:
     if ds.image_shape == tuple(input_shape):
         return ds
-    mode = "pad" if ds.image_shape[0] <= input_shape[0] else "resize"
-    fitted = np.concatenate(
-        [
-            np.asarray(data.to_input_shape(ds.images[i : i + 4096], input_shape, mode=mode))
-            for i in range(0, len(ds), 4096)
-        ]
-    )
-    return ds.with_images(fitted)
+    return ds.with_images(fit_to_input(ds.images, input_shape))
 
 
 def evaluate(net, variables, ds: data.Dataset, thresholds) -> dict:
