@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import platform
@@ -51,12 +52,17 @@ def main(argv=None) -> None:
     parser.add_argument("--arch", default="resnet56")
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--iterations", type=int, default=4)
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="generator batch (default: each method's)"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     net, variables, thresholds = _victim(args.arch, args.width)
     rows = []
     for method in ("dfme", "maze"):
         config = steal.DataFreeConfig() if method == "dfme" else steal.maze_config()
+        if args.batch_size is not None:
+            config = dataclasses.replace(config, batch_size=args.batch_size)
         budget = config.queries_per_iteration * (args.iterations + 1)
         victim = _oracle(net, variables, thresholds, budget)
         student = nets.build(args.arch, num_classes=10, num_exits=2, width=args.width)

@@ -105,12 +105,12 @@ def search_rows(n, k, machine):
     )
 
 
-def main():
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", nargs="+", type=int, default=[1000, 10000, 100000])
     parser.add_argument("--search-n", type=int, default=10000)
     parser.add_argument("--search-k", type=int, default=6)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     machine = f"{platform.machine()} {cpu_model()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}"
     machine += f", JAX {jax.__version__}"
     kde_rows(args.sizes, machine)

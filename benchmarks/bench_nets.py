@@ -69,6 +69,7 @@ def bench(arch: str, width: float, batch: int, steps: int) -> dict:
         params=fresh["params"],
         batch_stats=fresh["batch_stats"],
         opt_state=tx.init(fresh["params"]),
+        fixed={k: v for k, v in fresh.items() if k not in ("params", "batch_stats")},
     )
     step = jax.jit(train.make_train_step(net, tx, config), donate_argnums=0)
     weights = jnp.asarray(train.loss_weights(config, 0, num_exits))
@@ -122,7 +123,7 @@ def bench(arch: str, width: float, batch: int, steps: int) -> dict:
     }
 
 
-def main():
+def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -131,7 +132,7 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--out", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = jax.devices()[0]
     machine = (
         f"{platform.machine()} {device.device_kind} ({jax.device_count()} device), JAX {jax.__version__}"
@@ -157,6 +158,7 @@ def main():
         json.dumps({"machine": machine, "date": str(datetime.date.today()), "rows": rows}, indent=1)
     )
     print(f"wrote {out}")
+    return rows
 
 
 if __name__ == "__main__":

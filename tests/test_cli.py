@@ -9,12 +9,29 @@ from mexjax import cli, data, demo
 from tests.data.makers import toy_scenes, write_arrays_folder, write_image_folder
 
 
+@pytest.fixture(scope="module")
+def scenes_victim():
+    """A tiny 3-exit victim trained on the demo test's own task (toy scenes, its "CIFAR-10"), as the
+    demo's victim is trained on its test set's task. Not the session's toy victim: that one is trained
+    on another toy task and scores 92 % here, so a student that generalises better than it (KnockoffNets
+    at 97-98 %) beats a faithful copy (ours) on accuracy by chance of the seed, and the utility claim
+    flipped with the seed (it failed at seeds 1 and 2 of 0-2)."""
+    from mexjax import nets, train
+
+    net = nets.build("vgg16", num_classes=4, num_exits=3, width=0.125)
+    config = train.TrainConfig(epochs=8, batch_size=16, learning_rate=0.05, milestones=(0.7,), flip=False)
+    variables, _ = train.fit(
+        net, data.Dataset(*toy_scenes(512, 32, seed=5), tuple("abcd")), config, progress=False
+    )
+    return net, variables
+
+
 def _toy_victim_folder(folder, toy_victim, queries, test):
-    """The session's toy victim saved as `train-victim` saves one, its thresholds set so that the
+    """A toy victim (net, variables) saved as `train-victim` saves one, its thresholds set so that the
     toy queries spread over its three exits."""
     from mexjax import exits, nets, victim
 
-    net, variables, _ = toy_victim
+    net, variables = toy_victim[:2]
     fitted = np.asarray(data.to_input_shape(queries, net.input_shape))
     conf = np.asarray(exits.confidence(net.runner().all_exits(variables, fitted)))
     thresholds = np.array([np.quantile(conf[0], 0.6), np.quantile(conf[1], 0.5)], np.float32)
@@ -29,11 +46,14 @@ def _toy_victim_folder(folder, toy_victim, queries, test):
     (folder / "result.json").write_text(json.dumps(record))
 
 
-def test_demo_shows_the_attack_working(tmp_path, toy_victim, capsys):
+def test_demo_shows_the_attack_working(tmp_path, scenes_victim, capsys):
     """The README's main command at tiny scale: the toy task stands in for CIFAR-10 (the victim's
     test set) and for TinyImageNet (the attacker's images: blends of the classes, which spread over
     the victim's exits); timing is the FLOPs cost model (the measured path is tested in
-    tests/exits/test_timing.py). Fails when any claim the demo checks fails."""
+    tests/exits/test_timing.py). Fails when any claim the demo checks fails. Over seeds 0-9 (this
+    setting, measured once each): every claim held; ours' CLO exceeded KnockoffNets' by 0.29-0.40 on the
+    test set and 0.34-0.51 on the held-out images (the claim needs 0.20), ours' CC was 0.83-1.10 x the
+    victim's (KnockoffNets' 0.49 x), accuracies within 1 point of each other."""
     classes = ("a", "b", "c", "d")
     data_dir = tmp_path / "data"
     test = data.Dataset(*toy_scenes(200, 32, seed=1), classes)
@@ -42,7 +62,7 @@ def test_demo_shows_the_attack_working(tmp_path, toy_victim, capsys):
     for split, (images, labels) in pool.items():
         write_arrays_folder(data_dir / "tinyimagenet200-20k", split, images, labels, classes)
     victim_dir = tmp_path / "victim"
-    _toy_victim_folder(victim_dir, toy_victim, pool["train"][0], test)
+    _toy_victim_folder(victim_dir, scenes_victim, pool["train"][0], test)
     out = tmp_path / "out"
     argv = ["demo", "--out", str(out), "--data-dir", str(data_dir), "--victim", str(victim_dir),
             "--no-pretrained", "--budget", "700", "--timed", "200", "--passes", "2", "--student-epochs", "8",

@@ -1,0 +1,81 @@
+"""Smoke runs of every benchmark script in benchmarks/ (tiny sizes, a few seconds each), so that an API
+change that breaks one fails the default test run. They check that each script runs and writes what it
+promises, not its speed (speed is what the scripts themselves measure, on a quiet machine)."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+
+import bench_data_load
+import bench_extraction
+import bench_kde_search
+import bench_nets
+import bench_serve
+import bench_slowdown
+import bench_timed_path
+
+
+def _rows(path):
+    return json.loads(Path(path).read_text())["rows"]
+
+
+def test_bench_nets_smoke(tmp_path, capsys):
+    out = tmp_path / "nets.json"
+    rows = bench_nets.main(["--archs", "vgg16", "--widths", "0.125", "--batch", "8", "--steps", "1",
+                            "--out", str(out)])  # fmt: skip
+    (row,) = _rows(out)
+    assert row == json.loads(json.dumps(rows[0]))
+    assert row["train_img_s"] > 0 and row["eval_img_s"] > 0 and row["early_exit_img_s"] > 0
+    assert len(row["batch1_latency_ms"]) == 7 and sum(row["early_exit_histogram"]) == 8
+    assert "| vgg16 w0.125 b8 |" in capsys.readouterr().out
+
+
+def test_bench_slowdown_smoke(tmp_path):
+    out = tmp_path / "slowdown.json"
+    bench_slowdown.main(["--archs", "vgg16", "--widths", "0.125", "--batch", "4", "--steps", "2",
+                         "--repeats", "1", "--out", str(out)])  # fmt: skip
+    (row,) = _rows(out)
+    assert (row["arch"], row["batch"], row["steps"]) == ("vgg16", 4, 2) and row["img_s"] > 0
+
+
+def test_bench_extraction_smoke(tmp_path):
+    out = tmp_path / "extraction.json"
+    bench_extraction.main(
+        ["--arch", "vgg16", "--width", "0.125", "--iterations", "1", "--batch-size", "8", "--out", str(out)]
+    )
+    rows = {row["what"]: row for row in _rows(out)}
+    assert {"dfme queries/s", "maze queries/s", "answer 256 images, defense DCP"} <= set(rows)
+    assert rows["dfme queries/s"]["queries_per_second"] > 0 and rows["dfme queries/s"]["iterations"] >= 1
+
+
+def test_bench_kde_search_smoke(capsys):
+    bench_kde_search.main(["--sizes", "200", "--search-n", "200", "--search-k", "3"])
+    printed = capsys.readouterr().out
+    assert "threshold search, N = 200, K = 3" in printed and "faster |" in printed
+
+
+def test_bench_timed_path_smoke():
+    out = bench_timed_path.measure("vgg16", 0.125, 3, runs=20, block=10)
+    assert set(out) == {"jit dispatch", "lean"}
+    for row in out.values():
+        assert 0 < row["p10_ms"] <= row["median_ms"] <= row["p90_ms"]
+
+
+def test_bench_data_load_smoke(shared_data, monkeypatch, tmp_path):
+    del shared_data  # the real CIFAR-10 test split, found by the default lookup
+    monkeypatch.setenv("MEXJAX_CACHE_DIR", str(tmp_path / "kept"))
+    result = bench_data_load.main(["--name", "cifar10", "--split", "test", "--repeats", "1"])
+    assert result["images"] == 10000 and result["cached_s"] > 0 and result["first_s"] > 0
+    import os
+
+    assert os.environ["MEXJAX_CACHE_DIR"] == str(tmp_path / "kept")  # the benchmark's cold cache is undone
+
+
+def test_bench_serve_smoke(tmp_path):
+    out = tmp_path / "serve.json"
+    bench_serve.main(["--requests", "8", "--time-limit", "10", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert [run["concurrency"] for run in result["load_tests"]] == [1, 4]
+    assert all(run["answered"] > 0 for run in result["load_tests"]) and result["in_process_answers_per_s"] > 0
