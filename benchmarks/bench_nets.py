@@ -53,9 +53,9 @@ def equal_share_thresholds(conf: np.ndarray) -> np.ndarray:
     return np.array(thresholds, np.float32)
 
 
-def bench(arch: str, width: float, batch: int, steps: int) -> dict:
+def bench(arch: str, width: float, batch: int, steps: int, dtype: str = "float32") -> dict:
     num_exits = 6 if arch == "mobilenet" else 7
-    net = nets.build(arch, num_classes=10, num_exits=num_exits, width=width)
+    net = nets.build(arch, num_classes=10, num_exits=num_exits, width=width, dtype=dtype)
     variables = net.init(jax.random.key(0))
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
@@ -113,6 +113,7 @@ def bench(arch: str, width: float, batch: int, steps: int) -> dict:
         "arch": arch,
         "width": width,
         "batch": batch,
+        "dtype": dtype,
         "train_img_s": batch / train_s,
         "eval_img_s": batch / eval_s,
         "early_exit_img_s": batch / ee_s,
@@ -131,6 +132,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--widths", nargs="+", type=float, default=[1.0, 0.25])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="compute dtype")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     device = jax.devices()[0]
@@ -140,11 +142,11 @@ def main(argv=None) -> list[dict]:
     rows = []
     for arch in args.archs:
         for width in args.widths:
-            result = bench(arch, width, args.batch, args.steps)
+            result = bench(arch, width, args.batch, args.steps, args.dtype)
             rows.append(result)
             lat = result["batch1_latency_ms"]
             print(
-                f"| {arch} w{width:g} b{args.batch} | {machine} | {datetime.date.today()} | "
+                f"| {arch} w{width:g} b{args.batch} {args.dtype} | {machine} | {datetime.date.today()} | "
                 f"`benchmarks/bench_nets.py --archs {arch} --widths {width:g}` | "
                 f"train {result['train_img_s']:.0f} img/s; eval {result['eval_img_s']:.0f} img/s; "
                 f"early exit {result['early_exit_img_s']:.0f} img/s; batch-1 first/full "

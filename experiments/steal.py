@@ -349,13 +349,30 @@ def _key(cell: dict) -> str:
     return "/".join(f"{k}={cell[k]}" for k in sorted(cell))
 
 
+def select_cells(cells: list[dict], wanted: list[str] | None) -> list[dict]:
+    """The cells named in `wanted` (a cell's name, see --list-cells, or its 0-based index, e.g. a SLURM
+    array task id), in table order; all of them without `wanted`. An unknown name is an error."""
+    if not wanted:
+        return cells
+    keys = [_key(c) for c in cells]
+    chosen = set()
+    for name in wanted:
+        if name.isdigit() and int(name) < len(cells):
+            chosen.add(int(name))
+        elif name in keys:
+            chosen.add(keys.index(name))
+        else:
+            raise SystemExit(f"no cell {name!r} in this table (0-{len(cells) - 1}); --list-cells shows them")
+    return [c for i, c in enumerate(cells) if i in chosen]
+
+
 def run_table(table: str, args) -> Path:
     scale = SCALES[args.scale]
     results_dir = Path(args.results)
     path = results_path(results_dir, table, args.scale)
     done = {r["cell"] for r in read_records(path)}
     settings: dict = {}
-    for cell in _cells(table, args):
+    for cell in select_cells(_cells(table, args), args.cells):
         key = _key(cell)
         if key in done and not args.rerun:
             print(f"[steal] {table}: {key} done, skipped")
@@ -540,7 +557,15 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--rerun", action="store_true", help="run finished cells again (every run is kept and shown)"
     )
+    parser.add_argument("--cells", nargs="+", default=None, metavar="CELL",
+                        help="run only these cells: names from --list-cells or 0-based indices (one per "
+                        "machine: --cells $SLURM_ARRAY_TASK_ID)")  # fmt: skip
+    parser.add_argument("--list-cells", action="store_true", help="print the table's cells with their index")
     args = parser.parse_args(argv)
+    if args.list_cells:
+        for i, cell in enumerate(_cells(args.table, args)):
+            print(f"{i}\t{_key(cell)}")
+        return
     if "ours" not in args.methods and args.table == "table1":
         print("[steal] note: without 'ours' the baselines use the victim's true number of exits")
     run_table(args.table, args)

@@ -29,7 +29,7 @@ def test_bench_nets_smoke(tmp_path, capsys):
     assert row == json.loads(json.dumps(rows[0]))
     assert row["train_img_s"] > 0 and row["eval_img_s"] > 0 and row["early_exit_img_s"] > 0
     assert len(row["batch1_latency_ms"]) == 7 and sum(row["early_exit_histogram"]) == 8
-    assert "| vgg16 w0.125 b8 |" in capsys.readouterr().out
+    assert "| vgg16 w0.125 b8 float32 |" in capsys.readouterr().out
 
 
 def test_bench_slowdown_smoke(tmp_path):

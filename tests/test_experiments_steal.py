@@ -1,6 +1,7 @@
 """The stealing table runners (experiments/steal.py) at tiny scale on the real offline data."""
 
 import json
+import types
 
 import pytest
 
@@ -60,3 +61,20 @@ def test_paper_table_parses_every_cell():
     assert len(runner.PAPER_T1) == 12
     assert runner.PAPER_T1[("mobilenet", "svhn")]["esa"] == (86.44, 19.23, 1.36)
     assert runner.PAPER_T1[("resnet56", "gtsrb")]["victim"] == (96.66,)
+
+
+def test_cells_are_listed_and_chosen_by_name_or_index(capsys):
+    runner.main(["table3", "--list-cells", "--archs", "vgg16", "resnet56"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 * len(runner.ARCHS) and lines[0].startswith("0\t")
+    args = types.SimpleNamespace(
+        datasets=["cifar10"], archs=["vgg16", "resnet56"], methods=list(runner.METHODS)
+    )
+    cells = runner._cells("table1", args)
+    name = runner._key(cells[3])
+    assert runner.select_cells(cells, [name, "0"]) == [cells[0], cells[3]]  # table order, each once
+    assert runner.select_cells(cells, None) == cells
+    with pytest.raises(SystemExit, match="no cell 'arch=alexnet'"):
+        runner.select_cells(cells, ["arch=alexnet"])
+    with pytest.raises(SystemExit, match=f"no cell '{len(cells)}'"):
+        runner.select_cells(cells, [str(len(cells))])

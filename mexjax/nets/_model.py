@@ -184,6 +184,8 @@ class MultiExitNet:
                 f"images must be uint8 in [0, 255] or float32/bfloat16/float16 in [0, 1]; got {dtype}"
             )
         if dtype == np.uint8:
+            if isinstance(x, np.ndarray):  # on the host: no per-batch-size compile of the conversion
+                return jax.device_put(x.astype(np.float32) / np.float32(255.0))
             return jnp.asarray(x).astype(jnp.float32) / 255.0
         x = jnp.asarray(x).astype(jnp.float32)
         if x.size == 0:

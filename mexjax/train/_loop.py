@@ -203,6 +203,11 @@ def fit(
         raise ValueError("the IC-only recipe trains ICs on a trained backbone: pass its variables")
     mesh = _sharding.data_mesh(devices)
     _sharding.check_divisible(config.batch_size, mesh)
+    if workdir is not None and jax.process_count() > 1:
+        raise NotImplementedError(
+            "checkpointing a run under jax.distributed (several processes) is not implemented: train "
+            "without workdir there, or on one host"
+        )
     steps_per_epoch = len(train_set) // config.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"{len(train_set)} training images are fewer than one batch of {config.batch_size}")
@@ -254,14 +259,15 @@ def fit(
 
     repl = _sharding.replicated(mesh)
     batch_sharding = _sharding.batch_sharding(mesh)
-    state = jax.device_put(state, repl)
+    state = _sharding.to_mesh(state, repl)
+    step_key = jax.random.wrap_key_data(_sharding.to_mesh(jax.random.key_data(step_key), repl))
     step_fn = jax.jit(make_train_step(net, tx, config, loss), donate_argnums=0, out_shardings=(repl, repl))
     images, labels = train_set.images, train_set.labels
 
     try:
         for epoch in range(start_epoch, config.epochs):
             started = time.perf_counter()
-            weights = jax.device_put(loss_weights(config, epoch, net.num_exits), repl)
+            weights = _sharding.to_mesh(loss_weights(config, epoch, net.num_exits), repl)
             order = mdata.permutation(jax.random.fold_in(data_key, epoch), len(train_set))
             totals = None
             bar = tqdm(
@@ -271,13 +277,15 @@ def fit(
                 leave=False,
             )
             for b in bar:
-                idx = np.sort(order[b * config.batch_size : (b + 1) * config.batch_size])
-                xb = jax.device_put(np.asarray(images[idx]), batch_sharding)
-                yb = jax.device_put(np.asarray(labels[idx]), batch_sharding)
-                eb = {k: jax.device_put(np.asarray(v[idx]), batch_sharding) for k, v in extras.items()}
+                idx = _sharding.process_rows(
+                    np.sort(order[b * config.batch_size : (b + 1) * config.batch_size])
+                )
+                xb = _sharding.to_mesh(np.asarray(images[idx]), batch_sharding)
+                yb = _sharding.to_mesh(np.asarray(labels[idx]), batch_sharding)
+                eb = {k: _sharding.to_mesh(np.asarray(v[idx]), batch_sharding) for k, v in extras.items()}
                 state, metrics = step_fn(state, xb, yb, eb, weights, step_key)
                 totals = metrics if totals is None else jax.tree_util.tree_map(jnp.add, totals, metrics)
-            totals = jax.device_get(totals)  # one transfer per epoch
+            totals = _sharding.to_host(totals)  # one transfer per epoch
             record = {
                 "epoch": epoch + 1,
                 "train_loss": float(totals["loss_sum"] / totals["count"]),
@@ -289,7 +297,7 @@ def fit(
                 "seconds": round(time.perf_counter() - started, 2),
             }
             if eval_set is not None:
-                probs = predict(net, jax.device_get(state.variables), eval_set.images)
+                probs = predict(net, _sharding.to_host(state.variables), eval_set.images)
                 record["eval_acc"] = [
                     round(float(a), 5) for a in (probs.argmax(-1) == eval_set.labels).mean(axis=1)
                 ]
@@ -306,7 +314,7 @@ def fit(
     finally:
         if checkpointer is not None:
             checkpointer.close()
-    return jax.device_get(state.variables), history
+    return _sharding.to_host(state.variables), history
 
 
 def _format_record(record: dict) -> str:
