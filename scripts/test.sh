@@ -34,10 +34,13 @@ if [ "$#" -gt 0 ]; then
   exit $?
 fi
 # Tests marked slow are covered by a committed experiment run and stay out of the default run.
-# Everything else runs on $workers processes, except the tests that assert on measured time: they
-# run alone afterwards, so that the suite's own load does not enter their clocks.
+# Everything else runs on $workers processes with one CPU device each, except the sharding tests (then,
+# on 4 fake devices) and the tests that assert on measured time: they run alone afterwards, so that the
+# suite's own load does not enter their clocks.
 rc=0
-run_pytest -m "not slow and not wallclock" -n "$workers" --durations=15 || rc=$?
+run_pytest -m "not slow and not wallclock and not multidevice" -n "$workers" --durations=15 || rc=$?
+echo "[test] pytest: the sharding tests, on 4 fake CPU devices"
+MEXJAX_TEST_DEVICES=4 run_pytest -m "multidevice and not slow and not wallclock" --durations=3 || rc=$?
 echo "[test] pytest: the wall-clock tests, alone"
 set +e
 .venv/bin/python -m pytest -m "wallclock and not slow" --durations=5

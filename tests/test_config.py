@@ -16,6 +16,7 @@ def test_rank_promotion_raises():
         _ = jnp.ones((2, 3)) + jnp.ones(3)
 
 
+@pytest.mark.multidevice
 def test_fake_cpu_devices(cpu_devices):
     devices = cpu_devices(4)
     assert len({d.id for d in devices}) == 4

@@ -82,6 +82,7 @@ def test_corrupt_checkpoint_is_reported(net, tmp_path):
         train.fit(net, ds, config, workdir=tmp_path, progress=False)
 
 
+@pytest.mark.multidevice
 def test_data_parallel_matches_one_device(net, cpu_devices):
     ds = _toy(64)
     config = train.TrainConfig(epochs=1, batch_size=32, learning_rate=0.05)
@@ -105,10 +106,16 @@ def test_ic_only_trains_only_the_ics(net):
         train.fit(net, ds, config, progress=False)
 
 
-def test_bad_training_input(net, cpu_devices):
-    ds = _toy(32)
+@pytest.mark.multidevice
+def test_a_batch_that_does_not_split_over_the_devices(net, cpu_devices):
     with pytest.raises(ValueError, match="does not split over 4 devices"):
-        train.fit(net, ds, train.TrainConfig(epochs=1, batch_size=18), devices=cpu_devices(4), progress=False)
+        train.fit(
+            net, _toy(32), train.TrainConfig(epochs=1, batch_size=18), devices=cpu_devices(4), progress=False
+        )
+
+
+def test_bad_training_input(net):
+    ds = _toy(32)
     small = data.Dataset(np.zeros((4, 28, 28, 1), np.uint8), np.zeros(4, np.int32), ("a",))
     with pytest.raises(ValueError, match="to_input_shape"):
         train.fit(net, small, train.TrainConfig(epochs=1, batch_size=2), progress=False)
