@@ -52,6 +52,7 @@ def main(argv=None) -> None:
     parser.add_argument("--arch", default="resnet56")
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--iterations", type=int, default=4)
+    parser.add_argument("--methods", nargs="+", default=["dfme", "maze"], choices=["dfme", "maze"])
     parser.add_argument(
         "--batch-size", type=int, default=None, help="generator batch (default: each method's)"
     )
@@ -59,7 +60,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     net, variables, thresholds = _victim(args.arch, args.width)
     rows = []
-    for method in ("dfme", "maze"):
+    for method in args.methods:
         config = steal.DataFreeConfig() if method == "dfme" else steal.maze_config()
         if args.batch_size is not None:
             config = dataclasses.replace(config, batch_size=args.batch_size)

@@ -25,12 +25,22 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 if os.environ.get("MEXJAX_TEST_COMPILE_CACHE", "1") == "1":
     # Many tests train and run the same tiny nets; XLA's persistent cache (keyed by the compiled program)
-    # lets a repeat compile of an identical program load the first one's executable instead.
+    # lets a repeat compile of an identical program load the first one's executable instead, every
+    # program however short its compile (0.3 s and up only: the attack tests took 12 % longer).
+    # scripts/test.sh gives its test processes one directory (MEXJAX_TEST_XLA_CACHE, kept between runs),
+    # so a program one worker compiled serves the other; a size limit turns on JAX's file lock around
+    # reads and writes and evicts the least recently used entries beyond it.
     import tempfile
 
-    _compile_cache = tempfile.mkdtemp(prefix="mexjax-xla-cache-")
+    _compile_cache = os.environ.get("MEXJAX_TEST_XLA_CACHE") or tempfile.mkdtemp(prefix="mexjax-xla-cache-")
+    try:
+        import filelock  # noqa: F401  (JAX locks the shared cache with it)
+
+        jax.config.update("jax_compilation_cache_max_size", 4 * 2**30)
+    except ImportError:  # no lock: a cache of this process's own
+        _compile_cache = tempfile.mkdtemp(prefix="mexjax-xla-cache-")
     jax.config.update("jax_compilation_cache_dir", _compile_cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.3)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
