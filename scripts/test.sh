@@ -37,10 +37,10 @@ fi
 # Everything else runs on $workers processes with one CPU device each, except the sharding tests (then,
 # on 4 fake devices) and the tests that assert on measured time: they run alone afterwards, so that the
 # suite's own load does not enter their clocks.
-# One XLA compilation cache for every test process (tests/conftest.py), kept in the git-ignored
-# .pytest_cache between runs: the tests compile the same tiny programs again and again (a warm cache made
-# a run of the attack tests 3x faster); entries are keyed by program, JAX version and flags, and an
-# unreadable one is compiled again. MEXJAX_TEST_XLA_CACHE=/elsewhere moves it.
+# XLA compilation caches of the test processes (tests/conftest.py: one folder per process), kept in the
+# git-ignored .pytest_cache between runs: the tests compile the same tiny programs again and again (a warm
+# cache made a run of the attack tests 3x faster); entries are keyed by program, JAX version and flags,
+# and an unreadable one is compiled again. MEXJAX_TEST_XLA_CACHE=/elsewhere moves them.
 export MEXJAX_TEST_XLA_CACHE=${MEXJAX_TEST_XLA_CACHE:-$root/.pytest_cache/mexjax-xla}
 mkdir -p "$MEXJAX_TEST_XLA_CACHE"
 rc=0

@@ -24,20 +24,19 @@ import pytest  # noqa: E402
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 if os.environ.get("MEXJAX_TEST_COMPILE_CACHE", "1") == "1":
-    # Many tests train and run the same tiny nets; XLA's persistent cache (keyed by the compiled program)
-    # lets a repeat compile of an identical program load the first one's executable instead, every
-    # program however short its compile (0.3 s and up only: the attack tests took 12 % longer).
-    # scripts/test.sh gives its test processes one directory (MEXJAX_TEST_XLA_CACHE, kept between runs),
-    # so a program one worker compiled serves the other; a size limit turns on JAX's file lock around
-    # reads and writes and evicts the least recently used entries beyond it.
+    # Many tests train and run the same tiny nets; XLA's persistent cache (keyed by the compiled program,
+    # JAX version and flags) lets a repeat compile of an identical program load the first one's
+    # executable instead, every program however short its compile (0.3 s and up only: the attack tests
+    # took 12 % longer). scripts/test.sh keeps it between runs (MEXJAX_TEST_XLA_CACHE), one directory per
+    # test process: a directory shared by the processes needs JAX's file lock, which made a fresh run
+    # 2 minutes slower. An unreadable entry is compiled again.
     import tempfile
 
-    _compile_cache = os.environ.get("MEXJAX_TEST_XLA_CACHE") or tempfile.mkdtemp(prefix="mexjax-xla-cache-")
-    try:
-        import filelock  # noqa: F401  (JAX locks the shared cache with it)
-
-        jax.config.update("jax_compilation_cache_max_size", 4 * 2**30)
-    except ImportError:  # no lock: a cache of this process's own
+    _base = os.environ.get("MEXJAX_TEST_XLA_CACHE")
+    if _base:
+        _compile_cache = os.path.join(_base, os.environ.get("PYTEST_XDIST_WORKER", "main"))
+        os.makedirs(_compile_cache, exist_ok=True)
+    else:
         _compile_cache = tempfile.mkdtemp(prefix="mexjax-xla-cache-")
     jax.config.update("jax_compilation_cache_dir", _compile_cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
