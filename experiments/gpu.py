@@ -144,6 +144,7 @@ PROBS_ATOL = 1e-5
 
 
 def correctness(scale: Scale, out: Path, work: Path, data_dir) -> dict:
+    import bench_nets
     import jax
     import numpy as np
 
@@ -166,7 +167,7 @@ def correctness(scale: Scale, out: Path, work: Path, data_dir) -> dict:
         with _CompileCounter() as counter:
             for n in (1, 5, 17, 48):
                 runner.early_exit_batched(variables, images[:n], thresholds)
-        latency = _batch1_latency(net, variables, images[:1], repeats=50)
+        latency = bench_nets.batch1_latency(net, variables, images[:1], repeats=50)
         rows[arch] = {
             "exit_histogram": np.bincount(exit_a, minlength=net.num_exits).tolist(),
             "exits_agree": bool(np.array_equal(exit_a, exit_c) and np.array_equal(exit_a[:16], exit_b)),
@@ -222,23 +223,6 @@ class _CompileCounter(logging.Handler):
         self._logger.setLevel(self._level)
         self._logger.propagate = self._propagate
         self._log.__exit__(*exc)
-
-
-def _batch1_latency(net, variables, one, repeats: int) -> list[float]:
-    import bench_nets
-
-    latency = []
-    for upto in range(net.num_exits):
-
-        def run(upto=upto):
-            h, logits = one, None
-            for i in range(upto + 1):
-                h, logits = net.stage(i)(variables, h)
-            return logits
-
-        run()
-        latency.append(bench_nets.median_time(run, repeats) * 1e3)
-    return latency
 
 
 def bench(scale: Scale, out: Path, work: Path, data_dir) -> dict:
