@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
+import results_file
 
 from mexjax import defenses, exits, nets, oracle
 from mexjax.attacks import steal
@@ -105,11 +104,7 @@ def main(argv=None) -> None:
     machine = (
         f"{platform.machine()}, {jax.local_device_count()} x {device.device_kind}, JAX {jax.__version__}"
     )
-    out = Path(args.out or f"benchmarks/results/extraction-{platform.node()}-{datetime.date.today()}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine, "date": str(datetime.date.today()),
-                               "arch": args.arch, "width": args.width, "rows": rows}, indent=1))  # fmt: skip
-    print(f"wrote {out}")
+    results_file.write("extraction", machine, args.out, arch=args.arch, width=args.width, rows=rows)
 
 
 if __name__ == "__main__":

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import results_file
 
 from mexjax import exits, nets, train
 
@@ -159,12 +158,7 @@ def main(argv=None) -> list[dict]:
                 f"early exit / eval = {result['early_exit_over_eval']:.2f}x |",
                 flush=True,
             )
-    out = Path(args.out or f"benchmarks/results/nets-{platform.node()}-{datetime.date.today()}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps({"machine": machine, "date": str(datetime.date.today()), "rows": rows}, indent=1)
-    )
-    print(f"wrote {out}")
+    results_file.write("nets", machine, args.out, rows=rows)
     return rows
 
 

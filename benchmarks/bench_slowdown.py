@@ -12,15 +12,14 @@ reference code runs). Prints Markdown-ready numbers and writes the raw ones as J
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
+import results_file
 
 from mexjax import nets
 from mexjax.attacks import slowdown
@@ -67,12 +66,7 @@ def main(argv=None) -> None:
             row = bench(arch, width, args.batch, args.steps, args.repeats)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    out = Path(args.out or f"benchmarks/results/slowdown-{platform.node()}-{datetime.date.today()}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps({"machine": machine, "date": str(datetime.date.today()), "rows": rows}, indent=1)
-    )
-    print(f"wrote {out}")
+    results_file.write("slowdown", machine, args.out, rows=rows)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,12 @@ to the first and the last exit) and writes benchmarks/results/torch-<host>-<date
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
+import results_file
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -257,12 +256,7 @@ def main():
             print(json.dumps(row), flush=True)
     machine = f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
     kind = "torch-deepsloth" if args.deepsloth else "torch"
-    out = Path(f"benchmarks/results/{kind}-{platform.node()}-{datetime.date.today()}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps({"machine": machine, "date": str(datetime.date.today()), "rows": rows}, indent=1)
-    )
-    print(f"wrote {out}")
+    results_file.write(kind, machine, rows=rows)
 
 
 if __name__ == "__main__":

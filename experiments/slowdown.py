@@ -66,7 +66,7 @@ ROWS = ("clean", "linf", "l2", "universal", "linf+jpeg90", "linf+jpeg75", "linf+
         "clean+jpeg75", "clean+smooth", "detection", "adaptive")  # fmt: skip
 
 
-def victim_config(arch: str, scale: Scale, data_dir=None) -> victim.VictimConfig:
+def victim_config(arch: str, scale: Scale, data_dir=None, seed: int = 0) -> victim.VictimConfig:
     return victim.VictimConfig(
         arch=arch,
         dataset="cifar10",
@@ -79,6 +79,7 @@ def victim_config(arch: str, scale: Scale, data_dir=None) -> victim.VictimConfig
         held_out=5000 if scale.victim_images is None else max(64, scale.victim_images // 10),
         train_subset=scale.victim_images,
         data_dir=data_dir,
+        seed=seed,
     )
 
 
@@ -93,15 +94,16 @@ def _cached(path: Path, make):
 
 def run_victim(arch: str, args, path: Path) -> None:
     scale = SCALES[args.scale]
-    done = {r["row"] for r in read_records(path) if r["victim"] == arch}
+    done = {r["row"] for r in read_records(path) if r["victim"] == arch and r.get("seed", 0) == args.seed}
     if all(row in done for row in ROWS):
         print(f"[slowdown] {arch}: all rows done, skipped")
         return
     outputs = Path(args.outputs)
     # its own folder: experiments/steal.py trains other CIFAR-10 victims of the same name
-    out = outputs / "victims" / args.scale / f"sok_cifar10_{arch}_k{scale.num_exits}"
+    seeded = f"_seed{args.seed}" if args.seed else ""
+    out = outputs / "victims" / args.scale / f"sok_cifar10_{arch}_k{scale.num_exits}{seeded}"
     net, variables, thresholds, record = victim.load_or_train(
-        victim_config(arch, scale, args.data_dir), out, progress=not args.quiet
+        victim_config(arch, scale, args.data_dir, args.seed), out, progress=not args.quiet
     )
     test = data.load("cifar10", "test", data_dir=args.data_dir)
     if scale.test_images is not None and scale.test_images < len(test):
@@ -109,7 +111,7 @@ def run_victim(arch: str, args, path: Path) -> None:
     train_pool = data.load("cifar10", "train", data_dir=args.data_dir)
     train_pool = data.subset(train_pool, jax.random.key(8), min(scale.universal_images, len(train_pool)))
     x = test.images.astype(np.float32) / 255.0
-    cache = outputs / "slowdown" / args.scale / arch
+    cache = outputs / "slowdown" / args.scale / f"{arch}{seeded}"
     progress = not args.quiet
     adv = {
         "linf": lambda: _cached(cache / "linf.npy", lambda: slowdown.attack(
@@ -142,7 +144,8 @@ def run_victim(arch: str, args, path: Path) -> None:
                 images = transforms[defense](images)
             result = slowdown.outcome(net, variables, thresholds, images, test.labels)
         result.update(
-            victim=arch, row=row, scale=args.scale, test_images=len(test), thresholds=record["thresholds"],
+            victim=arch, row=row, scale=args.scale, seed=args.seed, test_images=len(test),
+            thresholds=record["thresholds"],
             victim_accuracy_per_exit=record["test"]["accuracy_per_exit"],
             seconds=round(time.perf_counter() - started, 1), machine=victim.machine_description(),
             date=time.strftime("%Y-%m-%d"),
@@ -194,8 +197,9 @@ def write_markdown(records: list[dict], scale: str) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     order = {row: i for i, row in enumerate(ROWS)}
-    for r in sorted(records, key=lambda r: (r["victim"], order.get(r["row"], 99))):
+    for r in sorted(records, key=lambda r: (r["victim"], r.get("seed", 0), order.get(r["row"], 99))):
         paper = PAPER.get(r["row"], ("", "")) if r["victim"] == "resnet56" else ("", "")
+        r = {**r, "victim": r["victim"] + (f" (seed {r['seed']})" if r.get("seed") else "")}
         if r["row"] == "adaptive":
             lines.append(
                 f"| {r['victim']} | adaptive (detected % / efficacy) "
@@ -219,6 +223,9 @@ def write_markdown(records: list[dict], scale: str) -> str:
 def main(argv=None) -> None:
     parser = runner_parser(__doc__, SCALES)
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the victim's training seed (each seed: its own victim and rows)"
+    )
     args = parser.parse_args(argv)
     path = Path(args.results) / f"slowdown_sok_{args.scale}.jsonl"
     for arch in args.archs:

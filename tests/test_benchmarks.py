@@ -15,6 +15,7 @@ import bench_nets
 import bench_serve
 import bench_slowdown
 import bench_timed_path
+import bench_xla_flags
 
 
 def _rows(path):
@@ -92,3 +93,31 @@ def test_bench_serve_smoke(tmp_path):
     result = json.loads(out.read_text())
     assert [run["concurrency"] for run in result["load_tests"]] == [1, 4]
     assert all(run["answered"] > 0 for run in result["load_tests"]) and result["in_process_answers_per_s"] > 0
+
+
+def test_bench_xla_flags_smoke(tmp_path, capsys):
+    out = tmp_path / "flags.json"
+    (result,) = bench_xla_flags.main(["--options", "default", "--archs", "vgg16", "--widths", "0.125",
+                                      "--batch", "8", "--steps", "1", "--out", str(out)])  # fmt: skip
+    assert "error" not in result, result
+    (row,) = json.loads(out.read_text())["results"][0]["rows"]
+    assert row["arch"] == "vgg16" and row["train_img_s"] > 0
+    assert "| default | vgg16 w0.125 b8 float32 |" in capsys.readouterr().out
+
+
+def test_bench_xla_flags_table_compares_with_the_default_and_pytorch(monkeypatch):
+    def row(train, eval_, lat):
+        return {"arch": "vgg16", "width": 0.25, "batch": 128, "dtype": "float32", "train_img_s": train,
+                "eval_img_s": eval_, "early_exit_img_s": 100.0, "batch1_latency_ms": lat}  # fmt: skip
+
+    monkeypatch.setattr(bench_xla_flags, "torch_reference", lambda: {("vgg16", 0.25, 128): {
+        "train_img_s": 400.0, "eval_img_s": 1000.0}})  # fmt: skip
+    results = [
+        {"option": "default", "rows": [row(200.0, 500.0, [1.0, 4.0])]},
+        {"option": "onednn", "rows": [row(300.0, 250.0, [0.5, 8.0])]},
+        {"option": "xnnpack", "error": "unknown flag"},
+    ]
+    text = bench_xla_flags.markdown(results, "test machine")
+    assert "| onednn | vgg16 w0.25 b128 float32 | 300 (1.50x; 0.75x PyTorch) |" in text
+    assert "| 250 (0.50x; 0.25x PyTorch) |" in text
+    assert "| 0.50 / 8.00 (2.00x / 0.50x) |" in text and "| xnnpack | - | failed: unknown flag |" in text

@@ -25,7 +25,10 @@ def test_table2_writes_records_and_resumes(dirs, capsys):
     assert (
         record["victim"] == "vgg16" and record["dataset"] == "fashion_mnist" and record["victim_exits"] == 3
     )
-    assert 0 <= record["balanced_accuracy"] <= record["accuracy"] + 1 and record["timing"] == "simulated"
+    # Table 2's claim (the exits read from response times: 99.8 % for this cell in the paper); with the
+    # simulated clock at tiny scale every run read 3 of 3 exits at balanced accuracy 1.000 (seeds 0-2)
+    assert record["balanced_accuracy"] >= 0.9 and record["timing"] == "simulated"
+    assert record["estimated_exits"] == record["victim_exits"]
     assert sum(record["true_exit_histogram"]) == record["queries"] == 96 and record["passes"] == 2
     assert record["accuracy"] <= record["best_boundary"]["accuracy"] <= 1  # no boundary rule beats the best
     assert len(list((root / "outputs" / "timing" / "tiny").glob("*.npz"))) == 1  # the runtimes, kept
