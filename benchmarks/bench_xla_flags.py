@@ -41,7 +41,7 @@ OPTIONS = {
     # looser floating point (reassociation, no NaN / inf care): faster math, other bits
     "fast-math": "--xla_cpu_enable_fast_math=true",
     # one thread for XLA's Eigen kernels (2 cores: is the second one worth its synchronisation?)
-    "one-thread": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    "one-thread": "--xla_cpu_multi_thread_eigen=false",
 }
 
 

@@ -5,7 +5,7 @@ width multiplier, mixed max/avg-pool IC heads), written in plain PyTorch the way
 runs them: eager mode, one module per stage. It is a benchmark baseline only (never imported by mexjax).
 Run it in its own environment:
 
-    python3 -m venv .venv-torch && .venv-torch/bin/pip install torch==2.13.0 numpy
+    bash scripts/torch_reference.sh [...]     # sets up .venv-torch (CPU-only torch 2.13.0) on first use
     .venv-torch/bin/python benchmarks/torch_reference.py [--archs ...] [--widths 1.0 0.25] [--batch 128]
     .venv-torch/bin/python benchmarks/torch_reference.py --deepsloth --archs resnet56 vgg16 --batch 64
 
