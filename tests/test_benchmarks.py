@@ -43,12 +43,14 @@ def test_bench_extraction_smoke(tmp_path):
             "8",
             "--methods",
             "maze",
+            "--answer-batch",
+            "8",
             "--out",
             str(out),
         ]
     )
     rows = {row["what"]: row for row in _rows(out)}
-    assert {"maze queries/s", "answer 256 images, defense DCP"} <= set(rows) and "dfme queries/s" not in rows
+    assert {"maze queries/s", "answer 8 images, defense DCP"} <= set(rows) and "dfme queries/s" not in rows
     assert rows["maze queries/s"]["queries_per_second"] > 0 and rows["maze queries/s"]["iterations"] >= 1
 
 

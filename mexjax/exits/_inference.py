@@ -72,12 +72,17 @@ class ExitRunner:
         which `MultiExitNet.runner` passes): it raises clear errors and returns the batch to run.
         Without one, uint8 images are scaled by 1/255 to float32 in [0, 1] (as `check_inputs` does)
         and other inputs go to stage 0 as they are.
+      compiled: optional dict shared by runners over the same stages (`MultiExitNet.runner` passes
+        one per net) that keeps each (stage, tile)'s jitted tiled body, so that a new runner, e.g. a
+        new oracle or an evaluation over the same net, reuses the programs already compiled instead
+        of compiling every stage again.
     """
 
     stages: tuple[StageFn, ...]
     tile: int = 1
     buckets: tuple[int, ...] = (8, 32, 128, 512)
     check: Callable | None = None
+    compiled: dict | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
         if not self.stages:
@@ -96,8 +101,15 @@ class ExitRunner:
         ):
             raise ValueError(f"buckets {buckets} must increase and be multiples of tile={self.tile}")
         object.__setattr__(self, "buckets", buckets)
-        fns = tuple(jax.jit(functools.partial(_tiled_stage, s, self.tile)) for s in self.stages)
-        object.__setattr__(self, "_fns", fns)
+        object.__setattr__(self, "_fns", tuple(self._tiled(s) for s in self.stages))
+
+    def _tiled(self, stage: StageFn):
+        if self.compiled is None:
+            return jax.jit(functools.partial(_tiled_stage, stage, self.tile))
+        key = (stage, self.tile)
+        if key not in self.compiled:
+            self.compiled[key] = jax.jit(functools.partial(_tiled_stage, stage, self.tile))
+        return self.compiled[key]
 
     @property
     def num_exits(self) -> int:

@@ -85,6 +85,7 @@ class MultiExitNet:
         object.__setattr__(self, "_stages", stages)
         object.__setattr__(self, "_forward", jax.jit(functools.partial(_apply_eval, module)))
         object.__setattr__(self, "_features", jax.jit(functools.partial(_apply_features, module)))
+        object.__setattr__(self, "_runner_programs", {})  # every runner over this net shares them
 
     @property
     def num_exits(self) -> int:
@@ -163,7 +164,9 @@ class MultiExitNet:
         from mexjax.exits import ExitRunner
 
         stages = tuple(self.stage(i) for i in range(self.num_exits))
-        return ExitRunner(stages, tile=tile, buckets=buckets, check=self.check_inputs)
+        return ExitRunner(
+            stages, tile=tile, buckets=buckets, check=self.check_inputs, compiled=self._runner_programs
+        )
 
     def exit_flops(self) -> list[int]:
         return _arch.exit_flops(self.spec)
