@@ -8,6 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
+import bench_conv
 import bench_data_load
 import bench_extraction
 import bench_kde_search
@@ -114,3 +115,12 @@ def test_bench_xla_flags_table_compares_with_the_default_and_pytorch(monkeypatch
     assert "| onednn | vgg16 w0.25 b128 float32 | 300 (1.50x; 0.75x PyTorch) |" in text
     assert "| 250 (0.50x; 0.25x PyTorch) |" in text
     assert "| 0.50 / 8.00 (2.00x / 0.50x) |" in text and "| xnnpack | - | failed: unknown flag |" in text
+
+
+def test_bench_conv_smoke(tmp_path, capsys):
+    out = tmp_path / "conv.json"
+    rows = bench_conv.main(["--batch", "2", "--repeats", "1", "--out", str(out)])
+    assert [r["layer"] for r in rows] == [layer[0] for layer in bench_conv.LAYERS]
+    assert all(r["batch"] == 2 and r["forward_ms"] > 0 and r["forward_backward_ms"] > 0 for r in rows)
+    assert _rows(out) == json.loads(json.dumps(rows))
+    assert "depthwise3x3 64 @16x16 b2" in capsys.readouterr().out
