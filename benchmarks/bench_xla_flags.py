@@ -92,10 +92,10 @@ def markdown(results: list[dict], machine: str) -> str:
         "|---|---|---|---|---|---|",
     ]
 
-    def cell(value, default, torch=None, lower_is_better=False):
+    def cell(value, default, torch=None):
         text = f"{value:.0f}" if value >= 10 else f"{value:.2f}"
         if default:
-            text += f" ({(default / value if lower_is_better else value / default):.2f}x"
+            text += f" ({value / default:.2f}x"
             text += f"; {value / torch:.2f}x PyTorch)" if torch else ")"
         return text
 
