@@ -7,6 +7,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.linen.dtypes import promote_dtype
 
 from mexjax.nets._arch import Unit, ic_pool
 
@@ -22,8 +23,52 @@ def _bn(train: bool, dtype, name=None):
     )
 
 
+class DepthwiseConv(nn.Conv):
+    """A depthwise (one filter per channel) convolution computed as k*k shifted multiply-adds.
+
+    Why: XLA's CPU backend runs a depthwise `conv_general_dilated` ~70x slower than PyTorch and its
+    gradient ~5x slower (benchmarks/bench_conv.py); the shifted sum gives the same numbers, keeps the
+    kernel's name, shape [k, k, 1, C] and initialization (checkpoints and quantization see an ordinary
+    `nn.Conv`), and is plain elementwise work every backend fuses well. Only what the backbones use is
+    supported: square kernels, SAME or VALID padding, no dilation, no bias.
+    """
+
+    @nn.compact
+    def __call__(self, inputs):
+        channels = inputs.shape[-1]
+        if self.features != channels or self.feature_group_count != channels:
+            raise ValueError(
+                f"DepthwiseConv needs features == feature_group_count == input channels; got "
+                f"features={self.features}, groups={self.feature_group_count}, channels={channels}"
+            )
+        if self.use_bias or self.input_dilation not in (None, 1) or self.kernel_dilation not in (None, 1):
+            raise NotImplementedError("DepthwiseConv supports neither bias nor dilation")
+        kh, kw = self.kernel_size
+        sh, sw = (self.strides, self.strides) if isinstance(self.strides, int) else self.strides
+        kernel = self.param("kernel", self.kernel_init, (kh, kw, 1, channels), self.param_dtype)
+        inputs, kernel = promote_dtype(inputs, kernel, dtype=self.dtype)
+        (top, bottom), (left, right) = jax.lax.padtype_to_pads(
+            inputs.shape[1:3], (kh, kw), (sh, sw), self.padding
+        )
+        x = jnp.pad(inputs, ((0, 0), (top, bottom), (left, right), (0, 0)))
+        out_h = (x.shape[1] - kh) // sh + 1
+        out_w = (x.shape[2] - kw) // sw + 1
+        total = None
+        for i in range(kh):
+            for j in range(kw):
+                window = x[:, i : i + (out_h - 1) * sh + 1 : sh, j : j + (out_w - 1) * sw + 1 : sw, :]
+                term = window * kernel[i : i + 1, j : j + 1]  # [1, 1, 1, C] broadcasts over N, H, W
+                total = term if total is None else total + term
+        return total
+
+
 def _conv(features, kernel, stride, dtype, groups=1, name=None):
-    return nn.Conv(
+    layer = nn.Conv
+    if groups > 1:
+        if groups != features:
+            raise NotImplementedError("grouped convolutions other than depthwise are not used here")
+        layer = DepthwiseConv
+    return layer(
         features,
         (kernel, kernel),
         strides=(stride, stride),
