@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mexjax.attacks.slowdown._deepsloth import SlothConfig, _check, _descent, _project, deepsloth_loss
+from mexjax.attacks._pgd import in_chunks, pgd
+from mexjax.attacks.slowdown._deepsloth import SlothConfig, _check, deepsloth_loss
 from mexjax.defenses import Detector
 from mexjax.nets import MultiExitNet
 
@@ -58,15 +59,7 @@ def _adaptive_chunk(net, variables, x, params, eps, step, weight, margin, *, nor
         hinge = jax.nn.relu(svm_decision(params, exit_features_jax(logits)) + margin)
         return jnp.sum(deepsloth_loss(logits) + weight * hinge)
 
-    grad_fn = jax.grad(loss)
-
-    def body(_, delta):
-        g = grad_fn(jnp.clip(x + delta, 0.0, 1.0))
-        delta = _project(delta - step * _descent(g, norm), eps, norm)
-        return jnp.clip(x + delta, 0.0, 1.0) - x
-
-    delta = jax.lax.fori_loop(0, steps, body, jnp.zeros_like(x))
-    return jnp.clip(x + delta, 0.0, 1.0)
+    return pgd(loss, x, eps, step, norm=norm, steps=steps)
 
 
 def adaptive_attack(
@@ -85,14 +78,12 @@ def adaptive_attack(
         raise ValueError(f"weight must be >= 0; got {weight}")
     x = _check(net, images)
     params = svm_parameters(detector)
-    size = min(config.batch_size, len(x))
-    out = np.empty_like(x)
-    for start in range(0, len(x), size):
-        part = x[start : start + size]
-        padded = np.concatenate([part, np.zeros((size - len(part), *x.shape[1:]), x.dtype)])
-        adv = _adaptive_chunk(
-            net, variables, jnp.asarray(padded), params, jnp.float32(config.eps), jnp.float32(config.step),
-            jnp.float32(weight), jnp.float32(margin), norm=config.norm, steps=config.steps,
+    eps, step = jnp.float32(config.eps), jnp.float32(config.step)
+
+    def chunk(batch):
+        return _adaptive_chunk(
+            net, variables, batch, params, eps, step, jnp.float32(weight), jnp.float32(margin),
+            norm=config.norm, steps=config.steps,
         )  # fmt: skip
-        out[start : start + len(part)] = np.asarray(adv)[: len(part)]
-    return out
+
+    return in_chunks(chunk, x, config.batch_size, progress=False)

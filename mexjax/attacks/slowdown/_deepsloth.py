@@ -17,9 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from mexjax.attacks._pgd import NORMS, in_chunks, pgd
 from mexjax.nets import MultiExitNet
-
-NORMS = ("linf", "l2")
 
 
 def deepsloth_loss(logits: Sequence[jax.Array]) -> jax.Array:
@@ -53,38 +52,13 @@ class SlothConfig:
             raise ValueError("need steps >= 1 and batch_size >= 1")
 
 
-def _project(delta, eps, norm):
-    if norm == "linf":
-        return jnp.clip(delta, -eps, eps)
-    flat = delta.reshape(delta.shape[0], -1)
-    norms = jnp.sqrt(jnp.sum(flat * flat, axis=1, keepdims=True))
-    scale = jnp.minimum(1.0, eps / jnp.maximum(norms, 1e-12))
-    return (flat * scale).reshape(delta.shape)
-
-
-def _descent(grad, norm):
-    if norm == "linf":
-        return jnp.sign(grad)
-    flat = grad.reshape(grad.shape[0], -1)
-    norms = jnp.sqrt(jnp.sum(flat * flat, axis=1, keepdims=True))
-    return (flat / jnp.maximum(norms, 1e-12)).reshape(grad.shape)
-
-
 def _loss_fn(net: MultiExitNet, variables, x):
     return jnp.sum(deepsloth_loss(net.apply(variables, x)))
 
 
 @functools.partial(jax.jit, static_argnames=("net", "norm", "steps"))
 def _pgd_chunk(net, variables, x, eps, step, *, norm, steps):
-    grad_fn = jax.grad(lambda xx: _loss_fn(net, variables, xx))
-
-    def body(_, delta):
-        g = grad_fn(jnp.clip(x + delta, 0.0, 1.0))
-        delta = _project(delta - step * _descent(g, norm), eps, norm)
-        return jnp.clip(x + delta, 0.0, 1.0) - x  # stay a valid image
-
-    delta = jax.lax.fori_loop(0, steps, body, jnp.zeros_like(x))
-    return jnp.clip(x + delta, 0.0, 1.0)
+    return pgd(lambda xx: _loss_fn(net, variables, xx), x, eps, step, norm=norm, steps=steps)
 
 
 def _check(net: MultiExitNet, images) -> np.ndarray:
@@ -104,18 +78,12 @@ def attack(net: MultiExitNet, variables, images, config: SlothConfig = SlothConf
 
     For a black-box attack, pass a surrogate (e.g. a stolen model) and feed the result to the victim."""
     x = _check(net, images)
-    size = min(config.batch_size, len(x))
-    out = np.empty_like(x)
-    chunks = range(0, len(x), size)
-    for start in tqdm(chunks, desc=f"DeepSloth {config.norm}", disable=not progress or len(chunks) < 2):
-        part = x[start : start + size]
-        padded = np.concatenate([part, np.zeros((size - len(part), *x.shape[1:]), x.dtype)])
-        adv = _pgd_chunk(
-            net, variables, jnp.asarray(padded), jnp.float32(config.eps), jnp.float32(config.step),
-            norm=config.norm, steps=config.steps,
-        )  # fmt: skip
-        out[start : start + len(part)] = np.asarray(adv)[: len(part)]
-    return out
+    eps, step = jnp.float32(config.eps), jnp.float32(config.step)
+
+    def chunk(batch):
+        return _pgd_chunk(net, variables, batch, eps, step, norm=config.norm, steps=config.steps)
+
+    return in_chunks(chunk, x, config.batch_size, desc=f"DeepSloth {config.norm}", progress=progress)
 
 
 @functools.partial(jax.jit, static_argnames=("net",))
