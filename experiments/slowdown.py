@@ -25,6 +25,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: the repository root holds the `experiments` package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from experiments._common import cached_array, publish_markdown
 from experiments.cli import runner_parser
 from mexjax import data, defenses, train, victim
 from mexjax.attacks import slowdown
@@ -83,15 +84,6 @@ def victim_config(arch: str, scale: Scale, data_dir=None, seed: int = 0) -> vict
     )
 
 
-def _cached(path: Path, make):
-    if path.exists():
-        return np.load(path)
-    value = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, value)
-    return value
-
-
 def run_victim(arch: str, args, path: Path) -> None:
     scale = SCALES[args.scale]
     done = {r["row"] for r in read_records(path) if r["victim"] == arch and r.get("seed", 0) == args.seed}
@@ -114,12 +106,12 @@ def run_victim(arch: str, args, path: Path) -> None:
     cache = outputs / "slowdown" / args.scale / f"{arch}{seeded}"
     progress = not args.quiet
     adv = {
-        "linf": lambda: _cached(cache / "linf.npy", lambda: slowdown.attack(
+        "linf": lambda: cached_array(cache / "linf.npy", lambda: slowdown.attack(
             net, variables, x, slowdown.SlothConfig(steps=scale.linf_steps), progress=progress)),
-        "l2": lambda: _cached(cache / "l2.npy", lambda: slowdown.attack(
+        "l2": lambda: cached_array(cache / "l2.npy", lambda: slowdown.attack(
             net, variables, x, slowdown.SlothConfig(norm="l2", eps=scale.l2_eps, step=scale.l2_eps / 10,
                                                     steps=scale.l2_steps), progress=progress)),
-        "universal": lambda: slowdown.apply_universal(x, _cached(cache / "universal_delta.npy", lambda: (
+        "universal": lambda: slowdown.apply_universal(x, cached_array(cache / "universal_delta.npy", lambda: (
             slowdown.universal(net, variables, train_pool.images, epochs=scale.universal_epochs,
                                progress=progress)))),
     }  # fmt: skip
@@ -230,9 +222,7 @@ def main(argv=None) -> None:
     path = Path(args.results) / f"slowdown_sok_{args.scale}.jsonl"
     for arch in args.archs:
         run_victim(arch, args, path)
-    markdown = path.with_suffix(".md")
-    markdown.write_text(write_markdown(read_records(path), args.scale))
-    print(markdown.read_text())
+    publish_markdown(path, write_markdown(read_records(path), args.scale))
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@ quantize(net, weight_bits=8, activation_bits=8) -> MultiExitNet   fake-quantized
 calibrate(qnet, variables, images) -> variables   observe activation ranges (PTQ = quantize + calibrate)
 fake_quant(x, lo, hi, bits), fake_quant_weights(w, bits)   the quantize-dequantize primitives (STE)
 transfer_backbone(source, target) -> (variables, copied)   warm-start a student from a trained backbone
+build_captioner(encoder, decoder, *, vocab_size, bos, eos) -> Captioner   CNN encoder + LSTM / RNN decoder
 """
 
 from mexjax.nets._arch import ALL_ARCHS, ARCHS, MAX_EXITS, MIN_EXITS, STUDENT_ARCHS, NetSpec, Unit
+from mexjax.nets._captioner import Captioner, CaptionerSpec, build_captioner
 from mexjax.nets._io import load, save, spec_from_dict, spec_to_dict, transfer_backbone
 from mexjax.nets._model import MultiExitNet, build, calibrate, from_spec, quantize
 from mexjax.nets._quant import fake_quant, fake_quant_weights, quantize_params
@@ -31,10 +33,13 @@ __all__ = [
     "MAX_EXITS",
     "MIN_EXITS",
     "STUDENT_ARCHS",
+    "Captioner",
+    "CaptionerSpec",
     "MultiExitNet",
     "NetSpec",
     "Unit",
     "build",
+    "build_captioner",
     "calibrate",
     "exit_flops",
     "fake_quant",

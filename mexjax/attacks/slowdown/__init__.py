@@ -1,10 +1,12 @@
-"""Slowdown attacks on multi-exit networks (seed 001, METHODS §4).
+"""Slowdown attacks on multi-exit networks and image captioners (seed 001, METHODS §4).
 
 deepsloth_loss(logits) -> f32[B]                      Σ_{i<K} CE(uniform, softmax_i)
 attack(net, variables, images, SlothConfig) -> images per-sample PGD (L∞ or L2), white box or on a surrogate
 universal(net, variables, images) -> δ                one L∞ perturbation for all inputs; apply_universal
 adaptive_attack(net, variables, images, detector)   DeepSloth that also keeps the SVM detector quiet
 outcome(net, variables, thresholds, images, labels)   accuracy, efficacy, FLOPs, exits under the thresholds
+nicg_attack(captioner, variables, images, NICGConfig) NICGSlowDown PGD: captions that do not end (L∞ / L2)
+eos_loss(logits, eos) -> f32[B]                       Σ over decoding steps of log p(<eos>)
 run(checkpoint, dataset, out_dir, ...)                what `python -m mexjax slowdown` does
 efficacy_figure(outcomes) / plot_efficacy(outcomes, path)   efficacy curves + exit histograms
 """
@@ -18,18 +20,22 @@ from mexjax.attacks.slowdown._deepsloth import (
     deepsloth_loss,
     universal,
 )
+from mexjax.attacks.slowdown._nicg import NICGConfig, eos_loss, nicg_attack
 from mexjax.attacks.slowdown._run import DEFENSES, efficacy_figure, outcome, plot_efficacy, run
 
 __all__ = [
     "DEFENSES",
     "NORMS",
+    "NICGConfig",
     "SlothConfig",
     "adaptive_attack",
     "apply_universal",
     "attack",
     "deepsloth_loss",
     "efficacy_figure",
+    "eos_loss",
     "exit_features_jax",
+    "nicg_attack",
     "outcome",
     "plot_efficacy",
     "run",
