@@ -144,12 +144,19 @@ def test_slowdown_notebook(tmp_path, monkeypatch):
         "STEPS": 2,
         "UNIVERSAL_IMAGES": 32,
         "UNIVERSAL_EPOCHS": 1,
+        "CAPTION_IMAGES": 48,
+        "CAPTION_STEPS": 6,
+        "CAPTION_TEST": 4,
+        "CAPTION_ATTACK_STEPS": 2,
         "PROGRESS": False,
     }
     code, figures = _execute(_with_parameters(nb, tiny), tmp_path, monkeypatch)
-    assert len(figures) >= 5  # clean, attacks, images, defenses, detector scores
-    table = "".join(o["text"] for o in _outputs(code[-1], "stream") if o["name"] == "stdout")
+    assert len(figures) >= 6  # clean, attacks, images, defenses, detector scores, caption lengths
+    printed = ["".join(o["text"] for o in _outputs(c, "stream") if o["name"] == "stdout") for c in code]
+    table = next(text for text in printed if text.startswith("condition") and "efficacy" in text)
     assert [line.split()[0] for line in table.splitlines()[1:3]] == ["clean", "DeepSloth"]
+    captions = next(text for text in printed if text.startswith("condition") and "BLEU-4" in text)
+    assert [line.split()[0] for line in captions.splitlines()[1:3]] == ["clean", "NICGSlowDown"]
 
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["parameters"]["STEPS"] == 2 and summary["parameters"]["TEST_IMAGES"] == 16
@@ -162,6 +169,11 @@ def test_slowdown_notebook(tmp_path, monkeypatch):
         assert sum(o["exit_histogram"]) == (8 if name.startswith("adaptive") else 16)
     assert 0 <= summary["detection"]["auc"] <= 1
     assert 0 <= summary["adaptive_detection"]["detected_attacks"] <= 1
+    assert set(summary["captioner"]) == {"clean", "NICGSlowDown L∞", "L∞ + JPEG 75", "clean + JPEG 75"}
+    assert all(row["steps"] >= 1 and row["latency_ms"] > 0 for row in summary["captioner"].values())
+    from mexjax import captioning
+
+    assert captioning.load_captioner(out_dir / "captioner")[0].spec.decoder == "rnn"  # the checkpoint
 
 
 def test_fewcall_notebook(tmp_path, monkeypatch):
