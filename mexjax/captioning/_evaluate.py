@@ -13,7 +13,6 @@ import numpy as np
 from mexjax.captioning._bleu import bleu4
 from mexjax.captioning._vocab import Vocabulary, tokenize
 from mexjax.nets import Captioner
-from mexjax.nets._captioner import check_images
 
 
 def step_probabilities(captioner: Captioner, variables, images, *, steps: int | None = None,
@@ -22,7 +21,7 @@ def step_probabilities(captioner: Captioner, variables, images, *, steps: int | 
     the per-step outputs a detector reads, shaped like a multi-exit net's per-exit probabilities
     (so `defenses.exit_features` turns them into detector features)."""
     steps = steps or captioner.spec.max_len
-    x = check_images(images, captioner.spec.input_shape)
+    x = captioner.check_images(images)
     parts = [
         np.asarray(_step_softmax(captioner, variables, x[i : i + batch_size], steps))
         for i in range(0, len(x), batch_size)
@@ -40,8 +39,8 @@ def decoding_latency(captioner: Captioner, variables, images, *, repeats: int = 
     """Measured batch-1 wall time (seconds) of captioning each image (encoder + greedy decoding): the
     median of `repeats` timed calls after one warm-up call. It follows the caption's length, because
     the decoding loop stops at <eos>."""
-    x = check_images(images, captioner.spec.input_shape)
-    greedy = captioner._greedy
+    x = captioner.check_images(images)
+    greedy = captioner.greedy_jit
     jax.block_until_ready(greedy(variables, x[:1]))  # compile once
     out = np.empty(len(x))
     for i in range(len(x)):

@@ -15,7 +15,6 @@ import optax
 from tqdm.auto import tqdm
 
 from mexjax.nets import Captioner
-from mexjax.nets._captioner import check_images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +63,7 @@ def train_captioner(captioner: Captioner, images, tokens, config: CaptionTrainCo
                     *, variables=None, progress: bool = True) -> tuple[dict, list[float]]:  # fmt: skip
     """Train (or, given `variables`, fine-tune) on images [N, H, W, C] and their encoded captions
     int32 [N, T]. Returns (variables, the loss every 50 steps)."""
-    x = np.asarray(check_images(images, captioner.spec.input_shape))
+    x = np.asarray(captioner.check_images(images))
     t = _check_tokens(captioner, tokens, len(x))
     if variables is None:
         variables = captioner.init(jax.random.key(config.seed))

@@ -97,7 +97,8 @@ class Captioner:
 
     def __post_init__(self):
         object.__setattr__(self, "module", CaptionModule(self.spec))
-        object.__setattr__(self, "_greedy", jax.jit(self.greedy))
+        # `greedy` compiled once per batch shape: what serving (and a latency measurement) calls
+        object.__setattr__(self, "greedy_jit", jax.jit(self.greedy))
 
     def init(self, key: jax.Array) -> dict:
         x = jnp.zeros((1, *self.spec.input_shape), jnp.float32)
@@ -173,12 +174,16 @@ class Captioner:
         _, _, _, out, _, lengths = jax.lax.while_loop(cond, body, state)
         return out, lengths
 
+    def check_images(self, images) -> jax.Array:
+        """Host images -> f32 [N, H, W, C] in [0, 1] (uint8 is scaled); a clear error on anything else."""
+        return check_images(images, self.spec.input_shape)
+
     def caption(self, variables, images, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """`greedy` on host images in batches (jit-compiled once per batch shape): NumPy outputs."""
-        x = check_images(images, self.spec.input_shape)
+        x = self.check_images(images)
         tokens, lengths = [], []
         for i in range(0, len(x), batch_size):
-            t, n = self._greedy(variables, x[i : i + batch_size])
+            t, n = self.greedy_jit(variables, x[i : i + batch_size])
             tokens.append(np.asarray(t))
             lengths.append(np.asarray(n))
         return np.concatenate(tokens), np.concatenate(lengths)

@@ -17,7 +17,6 @@ import numpy as np
 
 from mexjax.attacks._pgd import NORMS, in_chunks, pgd
 from mexjax.nets import Captioner
-from mexjax.nets._captioner import check_images
 
 OBJECTIVES = ("logprob", "margin")
 
@@ -101,7 +100,7 @@ def nicg_attack(captioner: Captioner, variables, images, config: NICGConfig = NI
                 progress: bool = True) -> np.ndarray:  # fmt: skip
     """Per-image NICGSlowDown PGD on `captioner` (white box, or a surrogate for transfer): float32
     images [N, H, W, C] in [0, 1]."""
-    x = np.asarray(check_images(images, captioner.spec.input_shape))
+    x = np.asarray(captioner.check_images(images))
     decode_steps = config.decode_steps or captioner.spec.max_len
     eps, step, shrink = jnp.float32(config.eps), jnp.float32(config.step), jnp.float32(config.shrink)
 
