@@ -39,7 +39,7 @@ def _cmd_data(args) -> int:
     names = args.names or list(data.NAMES)
     failed = 0
     for name in names:
-        for split in _splits(name):
+        for split in data.splits_of(name):
             try:
                 t0 = time.perf_counter()
                 ds = data.load(name, split, data_dir=args.data_dir)
@@ -50,12 +50,6 @@ def _cmd_data(args) -> int:
                 print(f"mexjax: error: {name}/{split}: {_one_line(err)}", file=sys.stderr)
                 failed += 1
     return 1 if failed else 0
-
-
-def _splits(name: str) -> tuple[str, ...]:
-    from mexjax.data import _load
-
-    return {**{k: v.splits for k, v in _load.ARCHIVES.items()}, **_load.FORMAT_SPLITS}.get(name, ("train",))
 
 
 def _cmd_demo(args) -> int:

@@ -51,21 +51,8 @@ def input_shape_for(image_shape) -> tuple[int, int, int]:
     return max(h, 32), max(w, 32), c
 
 
-def fit_to_input(images: np.ndarray, input_shape) -> np.ndarray:
-    """uint8 images padded (when not larger) or resized to input_shape, in chunks (bounded memory)."""
-    mode = "pad" if images.shape[1] <= input_shape[0] else "resize"
-    return np.concatenate(
-        [
-            np.asarray(data.to_input_shape(images[i : i + 4096], input_shape, mode=mode))
-            for i in range(0, len(images), 4096)
-        ]
-    )
-
-
-def prepare(ds: data.Dataset, input_shape) -> data.Dataset:
-    if ds.image_shape == tuple(input_shape):
-        return ds
-    return ds.with_images(fit_to_input(ds.images, input_shape))
+fit_to_input = data.fit_to_input  # kept here for the notebooks and runners that read it from victim
+prepare = data.fit_dataset
 
 
 def evaluate(net, variables, ds: data.Dataset, thresholds) -> dict:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from mexjax.captioning._dataset import CaptionSet
 from mexjax.captioning._vocab import normalize_caption
-from mexjax.data._dataset import CorruptDataError, DatasetNotFoundError
+from mexjax.data import CorruptDataError, DatasetNotFoundError
 
 FLICKR8K_TOKENS = "Flickr8k.token.txt"
 FLICKR8K_SPLITS = {

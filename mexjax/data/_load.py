@@ -41,6 +41,13 @@ FORMAT_SPLITS = {
     "svhn": ("train", "test", "extra"),
 }
 NAMES = (*ARCHIVES, *FORMAT_SPLITS)
+
+
+def splits_of(name: str) -> tuple[str, ...]:
+    """The splits a named dataset has (("train",) for a name mexjax does not know)."""
+    return {**{k: v.splits for k, v in ARCHIVES.items()}, **FORMAT_SPLITS}.get(name, ("train",))
+
+
 _ALIASES = {n.replace("_", ""): n for n in NAMES}
 
 

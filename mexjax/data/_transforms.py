@@ -119,3 +119,22 @@ def normalize(images, mean, std) -> jax.Array:
     if concrete_std is not None and np.any(concrete_std <= 0):
         raise ValueError(f"std must be positive; got {concrete_std}")
     return (images.astype(jnp.float32) / 255.0 - mean.reshape(1, 1, 1, -1)) / std.reshape(1, 1, 1, -1)
+
+
+def fit_to_input(images: np.ndarray, input_shape) -> np.ndarray:
+    """uint8 images padded (when not larger) or resized to a model's (H, W, C), in chunks (bounded
+    memory): how a victim trained at one size reads images of another."""
+    mode = "pad" if images.shape[1] <= input_shape[0] else "resize"
+    return np.concatenate(
+        [
+            np.asarray(to_input_shape(images[i : i + 4096], input_shape, mode=mode))
+            for i in range(0, len(images), 4096)
+        ]
+    )
+
+
+def fit_dataset(ds, input_shape):
+    """A Dataset with its images fitted to input_shape by `fit_to_input` (itself when they fit already)."""
+    if ds.image_shape == tuple(input_shape):
+        return ds
+    return ds.with_images(fit_to_input(ds.images, input_shape))

@@ -6,8 +6,9 @@ ExitRunner(stages, tile=1)  three inference paths that agree exactly: all_exits 
                             early_exit_single (b, batch 1), early_exit_batched (c, compacted buckets)
 """
 
+from mexjax.exits._density import kde, rule_of_thumb
 from mexjax.exits._inference import ExitRunner
-from mexjax.exits._kde import check_runtimes, kde, rule_of_thumb
+from mexjax.exits._kde import check_runtimes
 from mexjax.exits._kde import estimate_exits as estimate_exits_density
 from mexjax.exits._policy import assign, check_thresholds, confidence, probabilities, select
 from mexjax.exits._search import (

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from jax.scipy.special import log_ndtr, logsumexp
 
-from mexjax.exits import _kde
+from mexjax.exits._density import kde
 
 MAX_COMPONENTS = 8
 _STEPS = 200
@@ -208,7 +208,7 @@ def _insertion_candidates(fitter: _Fitter, model: Mixture, how_many: int = 3):
     """Where the data exceed the fitted density most (a fine KDE against the model smoothed alike)."""
     h = 0.5
     grid = fitter.grid()
-    observed = np.asarray(_kde.kde(fitter.samples, grid, h), np.float64)
+    observed = np.asarray(kde(fitter.samples, grid, h), np.float64)
     comp, log_bg = fitter.log_parts(model, grid, extra_sigma=h)
     expected = np.exp(comp).sum(axis=1) + np.exp(log_bg)
     excess = (observed - expected) * fitter.n * h * math.sqrt(2 * math.pi)  # ~ queries under one kernel

@@ -203,17 +203,17 @@ def test_binned_kde_edges():
 
 
 def test_binned_kde_integrates_to_one_and_compiles_once():
-    from mexjax.exits import _kde
+    from mexjax.exits import _density
 
     rng = np.random.default_rng(4)
     wide = np.linspace(-7, 7, 4001)
     density = np.asarray(exits.kde(rng.normal(size=800), wide, 0.3, method="binned"))
     np.testing.assert_allclose(np.trapezoid(density, wide), 1, atol=1e-4)
     exits.kde(rng.normal(size=800), wide, 0.3, method="binned")
-    compiled = _kde._kde_binned._cache_size()
+    compiled = _density._kde_binned._cache_size()
     for _ in range(3):  # same sizes, new data (same grid size): no new compilation
         exits.kde(rng.normal(size=800), wide, 0.3, method="binned")
-    assert _kde._kde_binned._cache_size() == compiled
+    assert _density._kde_binned._cache_size() == compiled
 
 
 # runs of Table 2 at load 1.1-1.4: the exits overlap (the best time thresholds, chosen knowing the true

@@ -42,14 +42,12 @@ def run(checkpoint, dataset: str, out_dir, *, split="test", images=1000, norm="l
     adversarial.npy and efficacy.png to out_dir and return the result."""
     if defense not in DEFENSES:
         raise ValueError(f"defense must be one of {sorted(DEFENSES)}; got {defense!r}")
-    from mexjax import victim
-
     net, variables, thresholds, _ = nets.load(checkpoint)
     if thresholds is None:
         raise ValueError(f"{checkpoint} has no thresholds: save the victim with its thresholds")
     ds = data.load(dataset, split, data_dir=data_dir)
     ds = data.subset(ds, jax.random.key(seed), min(images, len(ds)))
-    ds = victim.prepare(ds, net.input_shape)
+    ds = data.fit_dataset(ds, net.input_shape)
     x = ds.images.astype(np.float32) / 255.0
     started = time.perf_counter()
     if norm == "universal":

@@ -19,7 +19,6 @@ import numpy as np
 from PIL import Image
 
 from mexjax import data
-from mexjax.data._imagefolder import decode_image
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -73,7 +72,7 @@ def folder_proxies(root: str | Path, class_names, *, size: tuple[int, int] | Non
     for folder in folders:
         for file in sorted(folder.iterdir()):
             if file.suffix.lower() in _IMAGE_SUFFIXES:
-                image = decode_image(file.read_bytes(), str(file))
+                image = data.decode_image(file.read_bytes(), str(file))
                 size = size or image.shape[:2]
                 if image.shape[:2] != tuple(size):
                     mode = "L" if image.shape[2] == 1 else "RGB"
