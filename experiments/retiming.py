@@ -31,6 +31,7 @@ from experiments.cli import ROOT
 from experiments.timing_corpus import LOADS, _query_images, _spinners, present_rank
 from mexjax import exits, metrics, nets, oracle, victim
 from mexjax.attacks import steal
+from mexjax.results import read_records
 
 RESULTS = ROOT / "experiments" / "results"
 
@@ -113,7 +114,7 @@ def _threshold(row: dict) -> str:
 
 
 def _markdown() -> None:
-    rows = [json.loads(line) for line in (RESULTS / "retiming_cpu.jsonl").read_text().splitlines() if line]
+    rows = read_records(RESULTS / "retiming_cpu.jsonl")
     lines = [
         "# Adaptive re-timing vs uniform fastest-of-R (live, equal queries)",
         "",

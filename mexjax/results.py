@@ -1,24 +1,51 @@
-"""Experiment results as JSON lines: one record per finished cell, appended, read back on resume."""
+"""Records as JSON lines (experiment results, training metrics): one record per finished cell or epoch,
+appended, read back on resume. The one reader of such files in mexjax."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
-def read_records(path: Path) -> list[dict]:
-    """Every record in `path` ([] when it does not exist). A line cut by an interruption is reported
-    on stderr and skipped; the rest are kept."""
+class BadRecordLine(ValueError):
+    """A line that is not a record, before the file's last line (strict reading)."""
+
+    def __init__(self, path: Path, number: int, line: str):
+        super().__init__(f"{path} line {number} is not a record ({line[:60]!r})")
+        self.path, self.number, self.line = path, number, line
+
+
+def read_records(path: Path, *, is_record: Callable[[object], bool] | None = None, strict: bool = False,
+                 on_skip: Callable[[int, str], None] | None = None) -> list:  # fmt: skip
+    """Every record in `path` ([] when it does not exist), in file order; blank lines are ignored.
+
+    A line that is not JSON (or fails `is_record`) is what an interruption leaves: it is skipped and
+    reported (`on_skip(number, line)`, default: a message on stderr). With strict=True only the last
+    line may be such a line; an earlier one raises BadRecordLine (the file is corrupt, not cut short)."""
     path = Path(path)
     if not path.exists():
         return []
+    numbered = [(i, line) for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1)]
+    numbered = [(i, line) for i, line in numbered if line.strip()]
     records = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in numbered:
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            print(f"[results] ignoring unreadable line {number} of {path}: {err}", file=sys.stderr)
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record, ok = None, False
+        else:
+            ok = is_record is None or is_record(record)
+        if ok:
+            records.append(record)
+            continue
+        if strict and number != numbered[-1][0]:
+            raise BadRecordLine(path, number, line)
+        if on_skip is not None:
+            on_skip(number, line)
+        else:
+            print(f"[results] ignoring unreadable line {number} of {path}: {line[:60]!r}", file=sys.stderr)
     return records
 
 

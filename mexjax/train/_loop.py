@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from mexjax import data as mdata
 from mexjax.checkpoint import Checkpointer, CheckpointError
 from mexjax.nets import MultiExitNet
+from mexjax.results import BadRecordLine, read_records
 from mexjax.train import _sharding
 from mexjax.train._losses import sdn_loss, sdn_weights
 
@@ -333,36 +334,27 @@ def read_metrics(path: str | Path) -> list[dict]:
     warning; a bad line before the last one raises MetricsFileError naming it.
     """
     path = Path(path)
-    lines = [(i, line) for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1)]
-    lines = [(i, line) for i, line in lines if line.strip()]
-    records = []
-    for i, line in lines:
-        record = _parse_record(line)
-        if record is not None:
-            records.append(record)
-        elif i == lines[-1][0]:
-            warnings.warn(
-                f"{path}: the last line ({i}) is cut short ({line[:40]!r}), as a run killed while "
-                "writing it leaves it; skipping it (a resumed run trains that epoch again).",
-                UserWarning,
-                stacklevel=2,
-            )
-        else:
-            raise MetricsFileError(
-                f"{path} line {i} is not an epoch record ({line[:60]!r}) although later lines are: the "
-                "file is corrupt. Repair or delete that line (the checkpoints hold the training state; "
-                "metrics.jsonl only the per-epoch history), then run again."
-            )
-    return records
 
+    def cut_short(number: int, line: str) -> None:
+        warnings.warn(
+            f"{path}: the last line ({number}) is cut short ({line[:40]!r}), as a run killed while "
+            "writing it leaves it; skipping it (a resumed run trains that epoch again).",
+            UserWarning,
+            stacklevel=3,
+        )
 
-def _parse_record(line: str) -> dict | None:
     try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-    ok = isinstance(record, dict) and isinstance(record.get("epoch"), int) and record["epoch"] >= 1
-    return record if ok else None
+        return read_records(path, is_record=_is_epoch_record, strict=True, on_skip=cut_short)
+    except BadRecordLine as err:
+        raise MetricsFileError(
+            f"{path} line {err.number} is not an epoch record ({err.line[:60]!r}) although later lines are: "
+            "the file is corrupt. Repair or delete that line (the checkpoints hold the training state; "
+            "metrics.jsonl only the per-epoch history), then run again."
+        ) from None
+
+
+def _is_epoch_record(record) -> bool:
+    return isinstance(record, dict) and isinstance(record.get("epoch"), int) and record["epoch"] >= 1
 
 
 def _read_history(path: Path, upto_epoch: int, checkpoint_record: dict | None = None) -> list[dict]:
