@@ -153,7 +153,7 @@ class Oracle:
     def _warmup(self, image):
         if not self._warm:  # compile every stage once; not counted, not timed
             self._lean = self._runner.lean(self._variables, image)
-            row = np.array(self._runner._pad(image, self._runner.tile))
+            row = np.array(self._runner.pad_rows(image, self._runner.tile))
             # the first few hundred answers after compilation run slow (allocations, thread pools):
             # run the whole network until 0.3 s have passed and at least 50 times, untimed
             never = np.full_like(self._thresholds, np.inf)
@@ -216,7 +216,7 @@ class Oracle:
                 self._warmup(images[:1])
             # fresh host copies (a view into a device buffer takes a slower transfer path), validated
             # before the clock starts, so each timing holds the network and nothing else
-            rows = [np.array(self._runner._pad(images[i : i + 1], self._runner.tile)) for i in range(n)]
+            rows = [np.array(self._runner.pad_rows(images[i : i + 1], self._runner.tile)) for i in range(n)]
             answer, thresholds = self._lean, self._thresholds
             order = measurement_order(passes, n, self._orders)
             collecting = gc.isenabled()

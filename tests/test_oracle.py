@@ -151,7 +151,7 @@ def test_lean_path_answers_bit_for_bit_as_the_jit_path(victim):
     x = np.asarray(net.check_inputs(images[:6]))
     lean = runner.lean(variables, x[:1])
     for i in range(6):
-        row = runner._pad(x[i : i + 1], 1)
+        row = runner.pad_rows(x[i : i + 1], 1)
         exit_a, probs_a = lean(row, thresholds)
         exit_b, probs_b = runner.early_exit_single(variables, images[i : i + 1], thresholds)
         assert exit_a == exit_b

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mexjax import nets, train
-from mexjax.train import cross_entropy
+from mexjax.train import cross_entropy, kl_divergence
 
 
 def divqat_loss(alpha: float):
@@ -30,10 +29,7 @@ def divqat_loss(alpha: float):
         teacher = extras["teacher"]
         per_exit = []
         for i, lg in enumerate(logits):
-            t = teacher[:, i]
-            log_student = jax.nn.log_softmax(lg.astype(jnp.float32), axis=-1)
-            kl = jnp.sum(t * (jnp.log(jnp.maximum(t, 1e-12)) - log_student), axis=-1)
-            per_exit.append(cross_entropy(lg, labels) - alpha * kl)
+            per_exit.append(cross_entropy(lg, labels) - alpha * kl_divergence(teacher[:, i], lg))
         return jnp.sum(weights.astype(jnp.float32)[:, None] * jnp.stack(per_exit), axis=0)
 
     return loss

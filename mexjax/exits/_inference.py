@@ -123,7 +123,7 @@ class ExitRunner:
         return x
 
     @staticmethod
-    def _pad(x, rows: int) -> np.ndarray:
+    def pad_rows(x, rows: int) -> np.ndarray:
         """Zero rows appended on the host (an eager jnp.pad would compile once per input size)."""
         x = np.asarray(x)
         if x.shape[0] == rows:
@@ -138,7 +138,7 @@ class ExitRunner:
         x = self._checked(x)
         n = x.shape[0]
         rows = -(-n // self.tile) * self.tile
-        h = self._pad(x, rows)
+        h = self.pad_rows(x, rows)
         probs = []
         for fn in self._fns:
             h, p = fn(variables, h)
@@ -162,7 +162,7 @@ class ExitRunner:
         if h.shape[0] != 1:
             raise ValueError(f"early_exit_single takes one image; got a batch of {h.shape[0]}")
         return self.early_exit_unchecked(
-            variables, self._pad(np.asarray(self._checked(h)), self.tile), thresholds
+            variables, self.pad_rows(np.asarray(self._checked(h)), self.tile), thresholds
         )
 
     def lean(self, variables, example) -> LeanPath:
@@ -170,7 +170,7 @@ class ExitRunner:
         inputs shaped like `example` [1, H, W, C] (validated, float32)."""
         leaves, treedef = jax.tree_util.tree_flatten(variables)
         leaves = [jax.device_put(leaf) for leaf in leaves]
-        h = jnp.asarray(self._pad(np.asarray(example, np.float32), self.tile))
+        h = jnp.asarray(self.pad_rows(np.asarray(example, np.float32), self.tile))
         compiled = []
         for stage in self.stages:
 
@@ -210,7 +210,7 @@ class ExitRunner:
         exits = np.full(n, self.num_exits - 1, np.int32)
         out = None
         size = self.bucket(n)
-        h = self._pad(x, size)
+        h = self.pad_rows(x, size)
         ids = np.arange(size, dtype=np.int32)
         valid = ids < n
         last = self.num_exits - 1

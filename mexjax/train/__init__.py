@@ -3,7 +3,7 @@
 TrainConfig, fit(net, train_set, config, *, workdir=None, eval_set=None) -> (variables, history)
 predict(net, variables, images) -> f32[K, N, C]
 read_metrics(path) -> [record]                 a run's metrics.jsonl (a cut last line is skipped)
-cross_entropy, soft_cross_entropy, sdn_loss, sdn_weights      per-example losses ([B])
+cross_entropy, soft_cross_entropy, kl_divergence, sdn_loss, sdn_weights   per-example losses ([B])
 """
 
 from mexjax.train._loop import (
@@ -19,7 +19,14 @@ from mexjax.train._loop import (
     predict,
     read_metrics,
 )
-from mexjax.train._losses import cross_entropy, sdn_loss, sdn_max_weights, sdn_weights, soft_cross_entropy
+from mexjax.train._losses import (
+    cross_entropy,
+    kl_divergence,
+    sdn_loss,
+    sdn_max_weights,
+    sdn_weights,
+    soft_cross_entropy,
+)
 from mexjax.train._sharding import batch_sharding, data_mesh, replicated
 
 __all__ = [
@@ -32,6 +39,7 @@ __all__ = [
     "data_mesh",
     "default_loss",
     "fit",
+    "kl_divergence",
     "loss_weights",
     "make_optimizer",
     "make_train_step",

@@ -21,6 +21,14 @@ def soft_cross_entropy(logits: jax.Array, target_probs: jax.Array) -> jax.Array:
     return -jnp.sum(target_probs.astype(jnp.float32) * log_probs, axis=-1)
 
 
+def kl_divergence(target_probs: jax.Array, logits: jax.Array) -> jax.Array:
+    """KL(target ‖ softmax(logits)) per example, f32[B] (distillation and extraction losses); target
+    probabilities below 1e-12 enter the log as 1e-12, so a one-hot or underflowed target stays finite."""
+    p = target_probs.astype(jnp.float32)
+    log_p = jnp.log(jnp.clip(p, 1e-12, 1.0))
+    return jnp.sum(p * (log_p - jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)), axis=-1)
+
+
 def sdn_max_weights(num_ics: int) -> tuple[float, ...]:
     """C_i of the SDN schedule: .15, .30, ..., .90 for six ICs; spread up to .9 for other counts."""
     return tuple(float(w) for w in np.round(0.9 * np.arange(1, num_ics + 1) / num_ics, 6))

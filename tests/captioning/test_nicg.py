@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mexjax import defenses
 from mexjax.attacks import slowdown
 
 EOS = 2
@@ -53,6 +54,11 @@ def test_the_attack_lengthens_captions_within_its_bound(trained, config):
     assert loss[1] < loss[0] - 10
     # ... and the claim: captions got longer (16 images: 4 of them go from 5 to 11 words here; +1.5 steps)
     assert np.mean(attacked > clean) >= 2 / 16 and attacked.mean() >= clean.mean() + 0.5, (clean, attacked)
+    # the SoK's defense claims: JPEG shortens attacked captions, and clean ones keep their length under it
+    _, attacked_jpeg = captioner.caption(variables, defenses.jpeg(adv, 75))
+    _, clean_jpeg = captioner.caption(variables, defenses.jpeg(images, 75))
+    assert attacked_jpeg.mean() < attacked.mean(), (attacked, attacked_jpeg)
+    assert abs(clean_jpeg.mean() - clean.mean()) <= 2.0, (clean, clean_jpeg)
 
 
 def test_l2_bound_shrinks_on_its_schedule(trained):

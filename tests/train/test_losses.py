@@ -1,5 +1,6 @@
 """Per-example losses and the SDN loss-weight schedule."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -57,3 +58,16 @@ def test_config_validation():
         train.TrainConfig(recipe="adamw")
     assert train.TrainConfig().lr == 0.1 and train.TrainConfig(recipe="ic_only").lr == 1e-3
     assert train.TrainConfig(recipe="ic_only").lr_milestones == (0.6,)
+
+
+def test_kl_divergence_matches_scipy_and_stays_finite_on_one_hot_targets():
+    from scipy.special import rel_entr, softmax
+
+    logits = jax.random.normal(jax.random.key(3), (4, 6))
+    target = jax.nn.softmax(jax.random.normal(jax.random.key(4), (4, 6)), axis=-1)
+    want = rel_entr(np.asarray(target, np.float64), softmax(np.asarray(logits, np.float64), axis=-1)).sum(-1)
+    np.testing.assert_allclose(train.kl_divergence(target, logits), want, rtol=1e-5, atol=1e-6)
+    one_hot = jax.nn.one_hot(jnp.array([0, 5, 2, 2]), 6)
+    kl = train.kl_divergence(one_hot, logits)  # = cross-entropy for a one-hot target
+    np.testing.assert_allclose(kl, train.cross_entropy(logits, jnp.array([0, 5, 2, 2])), rtol=1e-5)
+    assert np.all(np.isfinite(np.asarray(kl)))

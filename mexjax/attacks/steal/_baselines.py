@@ -33,6 +33,7 @@ from mexjax.attacks.steal._multiexit import (
     steal,
     train_student,
 )
+from mexjax.train import kl_divergence
 
 
 def _baseline_config(config: StealConfig) -> StealConfig:
@@ -101,13 +102,11 @@ def _synthesize(net, variables, key, *, n, steps, step_size, alpha):
     z = jax.random.normal(k_init, (n, *net.input_shape), jnp.float32)  # pixel logits
     concentration = jnp.full((net.num_classes,), alpha, jnp.float32)
     target = jax.random.dirichlet(k_target, concentration, (n,)).astype(jnp.float32)
-    log_target = jnp.log(jnp.clip(target, 1e-12, 1.0))
     tx = optax.adam(step_size)
 
     def objective(z):
         logits = net.apply(variables, jax.nn.sigmoid(z), train=False)[-1]
-        log_s = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-        return jnp.sum(target * (log_target - log_s)) / n  # KL(target ‖ student), mean over images
+        return jnp.mean(kl_divergence(target, logits))  # KL(target ‖ student), mean over images
 
     def step(carry, _):
         z, opt_state = carry

@@ -27,6 +27,7 @@ import optax
 from tqdm.auto import tqdm
 
 from mexjax import nets, oracle
+from mexjax.train import kl_divergence
 
 METHODS = ("dfme", "maze")
 
@@ -100,9 +101,7 @@ def disagreement(method: str, victim_probs, student_logits):
     if method == "dfme":
         centred = student_logits - jnp.mean(student_logits, axis=-1, keepdims=True)
         return jnp.mean(jnp.abs(recovered_logits(victim_probs) - centred), axis=-1)
-    log_student = jax.nn.log_softmax(student_logits, axis=-1)
-    p = jnp.maximum(victim_probs, 1e-12)
-    return jnp.sum(p * (jnp.log(p) - log_student), axis=-1)
+    return kl_divergence(victim_probs, student_logits)
 
 
 def _student_loss(method, logits, victim_probs):

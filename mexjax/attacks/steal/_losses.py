@@ -7,15 +7,14 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from mexjax.train import cross_entropy, kl_divergence
+
 
 def performance_loss(student_logits: Sequence[jax.Array], victim_probs: jax.Array) -> jax.Array:
     """Σ_i KL(V(x) ‖ S_i(x)) over the student's exits: f32[B]. victim_probs f32[B, C]."""
-    v = victim_probs.astype(jnp.float32)
-    v_log = jnp.log(jnp.clip(v, 1e-12, 1.0))
-    total = jnp.zeros(v.shape[0], jnp.float32)
+    total = jnp.zeros(victim_probs.shape[0], jnp.float32)
     for logits in student_logits:
-        s_log = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-        total = total + jnp.sum(v * (v_log - s_log), axis=-1)
+        total = total + kl_divergence(victim_probs, logits)
     return total
 
 
@@ -23,10 +22,7 @@ def label_loss(student_logits: Sequence[jax.Array], victim_labels: jax.Array) ->
     """Labels-only victims: Σ_i CE(victim label, S_i(x)): f32[B]."""
     total = jnp.zeros(victim_labels.shape[0], jnp.float32)
     for logits in student_logits:
-        log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-        total = (
-            total - jnp.take_along_axis(log_probs, victim_labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
-        )
+        total = total + cross_entropy(logits, victim_labels)
     return total
 
 
