@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
 
 import numpy as np
 import results_file
+from timing import median_seconds
 
 # (name, batch, size, in channels, out channels, groups)
 LAYERS = (
@@ -30,13 +29,7 @@ LAYERS = (
 
 
 def _median_ms(fn, repeats: int) -> float:
-    fn()  # compile / warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return 1e3 * median_seconds(fn, repeats, warmup=1)  # the warm-up call compiles
 
 
 def jax_layer(batch, size, cin, cout, groups, repeats):

@@ -18,25 +18,19 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import results_file
+from timing import median_seconds
 
 from mexjax import exits, nets, train
 
 
 def median_time(fn, repeats):
-    """Median wall time of `fn()` (blocking on its result) over `repeats` calls."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median wall time of `fn()` (blocking on its JAX result) over `repeats` calls."""
+    return median_seconds(lambda: jax.block_until_ready(fn()), repeats)
 
 
 def equal_share_thresholds(conf: np.ndarray) -> np.ndarray:

@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 
 import results_file
 import torch
+from timing import median_seconds
 from torch import nn
 from torch.nn import functional as F
 
@@ -158,13 +157,7 @@ class SDN(nn.Module):
         return outs
 
 
-def timed(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+timed = median_seconds
 
 
 def bench(arch, width, batch, steps):

@@ -16,6 +16,8 @@ import bench_serve
 import bench_slowdown
 import bench_timed_path
 import bench_xla_flags
+import pytest
+import timing
 
 
 def _rows(path):
@@ -124,3 +126,13 @@ def test_bench_conv_smoke(tmp_path, capsys):
     assert all(r["batch"] == 2 and r["forward_ms"] > 0 and r["forward_backward_ms"] > 0 for r in rows)
     assert _rows(out) == json.loads(json.dumps(rows))
     assert "depthwise3x3 64 @16x16 b2" in capsys.readouterr().out
+
+
+def test_median_seconds_times_after_the_warm_up(monkeypatch):
+    clock = iter([0.0, 1.0, 10.0, 13.0, 20.0, 22.0])  # three timed calls: 1 s, 3 s, 2 s
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: next(clock))
+    calls = []
+    assert timing.median_seconds(lambda: calls.append(1), 3, warmup=2) == 2.0
+    assert len(calls) == 5
+    with pytest.raises(ValueError, match="repeats"):
+        timing.median_seconds(lambda: None, 0)
