@@ -44,9 +44,7 @@ fi
 export MEXJAX_TEST_XLA_CACHE=${MEXJAX_TEST_XLA_CACHE:-$root/.pytest_cache/mexjax-xla}
 mkdir -p "$MEXJAX_TEST_XLA_CACHE"
 rc=0
-# --dist loadgroup: tests marked xdist_group("name") run in one process, so a session fixture they share
-# (e.g. the trained captioner of tests/captioning) is built once, not once per process
-run_pytest -m "not slow and not wallclock and not multidevice" -n "$workers" --dist loadgroup --durations=15 || rc=$?
+run_pytest -m "not slow and not wallclock and not multidevice" -n "$workers" --durations=15 || rc=$?
 echo "[test] pytest: the sharding tests, on 4 fake CPU devices"
 MEXJAX_TEST_DEVICES=4 run_pytest -m "multidevice and not slow and not wallclock" --durations=3 || rc=$?
 echo "[test] pytest: the wall-clock tests, alone"

@@ -8,9 +8,6 @@ import pytest
 from mexjax import defenses
 from mexjax.attacks import slowdown
 
-# the trained captioner of conftest.py is built once per process: keep its users in one process
-pytestmark = pytest.mark.xdist_group("trained_captioner")
-
 EOS = 2
 
 

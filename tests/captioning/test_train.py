@@ -7,9 +7,6 @@ import pytest
 from mexjax import captioning, defenses
 from mexjax.checkpoint import CheckpointError
 
-# the trained captioner of conftest.py is built once per process: keep its users in one process
-pytestmark = pytest.mark.xdist_group("trained_captioner")
-
 
 @pytest.fixture(scope="module")
 def task(trained):
