@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -27,8 +26,9 @@ if __package__ in (None, ""):  # run as a script: the repository root holds the 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments import slowdown as sok
+from experiments._common import finished, machines, pick_scale, stamp
 from experiments.cli import runner_parser
-from mexjax import data, defenses, nets, train, victim
+from mexjax import data, defenses, nets, train, victim_training
 from mexjax.attacks import steal
 from mexjax.results import append_record, read_records
 
@@ -50,25 +50,41 @@ class Scale:
 
 
 SCALES = {
-    "tiny": Scale(128, 1, 0.5, 64, 128, 2 * 8 * 7, 8, 0.125, 1),
-    "cpu": Scale(5_000, 2, 0.5, 1000, 5_000, 20_000, None, 0.25, 10),
-    "paper": Scale(None, 10, 0.5, None, 50_000, 20_000_000, None, 1.0, 30),
-}
+    "tiny": Scale(
+        tune_images=128, tune_epochs=1, alpha=0.5, test_images=64, knockoff_budget=128,
+        data_free_budget=2 * 8 * 7, data_free_batch=8, student_width=0.125, student_epochs=1,
+    ),
+    "cpu": Scale(
+        tune_images=5_000, tune_epochs=2, alpha=0.5, test_images=1000, knockoff_budget=5_000,
+        data_free_budget=20_000, data_free_batch=None, student_width=0.25, student_epochs=10,
+    ),
+    "paper": Scale(
+        tune_images=None, tune_epochs=10, alpha=0.5, test_images=None, knockoff_budget=50_000,
+        data_free_budget=20_000_000, data_free_batch=None, student_width=1.0, student_epochs=30,
+    ),
+}  # fmt: skip
+
+
+def get_config(scale: str = "cpu") -> Scale:
+    """The sizes of this runner at one of its SCALES (a clear error for another name)."""
+    return pick_scale(SCALES, scale)
+
+
 PAPER = "DivQAT: victim accuracy within 1 point of QAT; stolen accuracy and fidelity below QAT's"
 
 
 def defended_victims(scale_name: str, names, args) -> dict:
     """name -> steal.DefendedVictim, fine-tuned defenses cached under outputs/extraction/<scale>/."""
-    scale, sok_scale = SCALES[scale_name], sok.SCALES[scale_name]
+    scale, sok_scale = get_config(scale_name), sok.get_config(scale_name)
     outputs = Path(args.outputs)
     folder = outputs / "victims" / scale_name / f"sok_cifar10_resnet56_k{sok_scale.num_exits}"
-    net, variables, thresholds, _ = victim.load_or_train(
+    net, variables, thresholds, _ = victim_training.load_or_train(
         sok.victim_config("resnet56", sok_scale, args.data_dir), folder, progress=not args.quiet
     )
     tune = data.load("cifar10", "train", data_dir=args.data_dir)
     if scale.tune_images is not None:
         tune = data.subset(tune, jax.random.key(21), min(scale.tune_images, len(tune)))
-    tune = victim.prepare(tune, net.input_shape)
+    tune = data.fit_dataset(tune, net.input_shape)
     config = train.TrainConfig(epochs=scale.tune_epochs, batch_size=min(128, len(tune)), learning_rate=0.01)
     made: dict[str, tuple] = {}
 
@@ -106,9 +122,9 @@ def defended_victims(scale_name: str, names, args) -> dict:
 
 
 def run(args) -> Path:
-    scale = SCALES[args.scale]
+    scale = get_config(args.scale)
     path = Path(args.results) / f"extraction_{args.scale}.jsonl"
-    done = {(r["defense"], r["attack"]) for r in read_records(path)}
+    done = finished(path, lambda r: (r["defense"], r["attack"]))
     cells = [(d, a) for d in args.defenses for a in args.attacks if (d, a) not in done]
     for d, a in [(d, a) for d in args.defenses for a in args.attacks if (d, a) in done]:
         print(f"[extraction] {d} x {a}: done, skipped")
@@ -134,9 +150,7 @@ def run(args) -> Path:
                                                use_timing=False, epochs=scale.student_epochs),
                 data_free_config=base, progress=not args.quiet,
             )  # fmt: skip
-            record.update(
-                scale=args.scale, machine=victim.machine_description(), date=time.strftime("%Y-%m-%d")
-            )
+            record.update(scale=args.scale, **stamp())
             append_record(path, record)
             print(f"[extraction] {d} x {a}: victim {record['victim_accuracy']:.3f}, stolen "
                   f"{record['stolen_accuracy']:.3f}, fidelity {record['fidelity']:.3f}")  # fmt: skip
@@ -161,12 +175,11 @@ def defense_name(name: str) -> str:
 
 
 def write_markdown(records: list[dict], scale: str) -> str:
-    machines = sorted({r["machine"] for r in records})
     lines = [
         f"# Extraction defenses x attacks on the CIFAR-10 q75 ResNet56 SDN victim ({scale} scale)",
         "",
         f"Written by `experiments/extraction.py --scale {scale}` from `extraction_{scale}.jsonl`. Machine: "
-        f"{'; '.join(machines) or '-'}. Victim accuracy: as deployed (early exit, output defense applied); "
+        f"{machines(records)}. Victim accuracy: as deployed (early exit, output defense applied); "
         "stolen accuracy: the student's last exit on the test images; fidelity: agreement with the deployed "
         "victim. Δ: difference to the plain-QAT victim under the same attack (the paper's comparison). "
         f"Paper (seed 003): {PAPER}.",

@@ -27,8 +27,9 @@ if __package__ in (None, ""):  # run as a script: the repository root holds the 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments import slowdown as sok
+from experiments._common import finished, machines, pick_scale, stamp
 from experiments.cli import runner_parser
-from mexjax import data, oracle, victim
+from mexjax import data, oracle, victim_training
 from mexjax.attacks import steal
 from mexjax.results import append_record, read_records
 
@@ -52,10 +53,26 @@ class Scale:
 
 
 SCALES = {
-    "tiny": Scale((2, 4), 16, "halfalexnet", 0.125, 1, 256, 1, 64, (2,)),
-    "cpu": Scale(CALLS, None, "halfalexnet", 0.5, 10, 10_000, 10, 1000, (16, 64)),
-    "paper": Scale(CALLS, None, "resnet18", 1.0, 50, None, 60, None, CALLS),
-}
+    "tiny": Scale(
+        calls=(2, 4), proxies_per_class=16, arch="halfalexnet", width=0.125, epochs=1,
+        full_data_images=256, full_data_epochs=1, test_images=64, ablation_calls=(2,),
+    ),
+    "cpu": Scale(
+        calls=CALLS, proxies_per_class=None, arch="halfalexnet", width=0.5, epochs=10,
+        full_data_images=10_000, full_data_epochs=10, test_images=1000, ablation_calls=(16, 64),
+    ),
+    "paper": Scale(
+        calls=CALLS, proxies_per_class=None, arch="resnet18", width=1.0, epochs=50, full_data_images=None,
+        full_data_epochs=60, test_images=None, ablation_calls=CALLS,
+    ),
+}  # fmt: skip
+
+
+def get_config(scale: str = "cpu") -> Scale:
+    """The sizes of this runner at one of its SCALES (a clear error for another name)."""
+    return pick_scale(SCALES, scale)
+
+
 PAPER = (
     "seed 002: with 32-128 calls per class, few-call stealing beats prior few-call attacks (KnockoffNets "
     "among them) by up to 10 accuracy points on CIFAR-10; accuracy rises with the calls"
@@ -64,11 +81,11 @@ PAPER = (
 
 def _victim(args):
     """The SoK runner's VGG16 SDN of this scale (CIFAR-10), or the same recipe on GTSRB."""
-    sok_scale = sok.SCALES[args.scale]
+    sok_scale = sok.get_config(args.scale)
     name = f"sok_{args.dataset}_vgg16_k{sok_scale.num_exits}"
     folder = Path(args.outputs) / "victims" / args.scale / name
     config = dataclasses.replace(sok.victim_config("vgg16", sok_scale, args.data_dir), dataset=args.dataset)
-    net, variables, thresholds, _ = victim.load_or_train(config, folder, progress=not args.quiet)
+    net, variables, thresholds, _ = victim_training.load_or_train(config, folder, progress=not args.quiet)
     return net, variables, thresholds
 
 
@@ -96,11 +113,11 @@ def _pool(args) -> data.Dataset:
 
 
 def run(args) -> Path:
-    scale = SCALES[args.scale]
+    scale = get_config(args.scale)
     _require_proxy_source(args)
     tag = args.scale if args.dataset == "cifar10" else f"{args.dataset}_{args.scale}"
     path = Path(args.results) / f"fewcall_{tag}.jsonl"
-    done = {(r["method"], r["calls_per_class"]) for r in read_records(path)}
+    done = finished(path, lambda r: (r["method"], r["calls_per_class"]))
     budgets = {"full-data": (0,), **dict.fromkeys(ABLATIONS, scale.ablation_calls)}
     cells = [(m, c) for m in args.methods for c in budgets.get(m, scale.calls)]
     todo = [cell for cell in cells if cell not in done]
@@ -140,8 +157,7 @@ def run(args) -> Path:
                 student=f"{scale.arch} x{scale.width}",
                 rounds=result.rounds, seconds=round(time.perf_counter() - started, 1),
                 **steal.evaluate_few_call(target, result, test.images, test.labels),
-                test_images=len(test), scale=args.scale, machine=victim.machine_description(),
-                date=time.strftime("%Y-%m-%d"),
+                test_images=len(test), scale=args.scale, **stamp(),
             )  # fmt: skip
             append_record(path, record)
             print(f"[fewcall] {method} x {calls}: accuracy {record['accuracy']:.3f}, "
@@ -158,7 +174,7 @@ def _full_data(target: oracle.Oracle, scale: Scale, config: steal.FewCallConfig,
     if scale.full_data_images is not None:
         train = data.subset(train, jax.random.key(5), min(scale.full_data_images, len(train)))
     net = config.student(target.num_classes, target.input_shape)
-    train = victim.prepare(train, target.input_shape)
+    train = data.fit_dataset(train, target.input_shape)
     targets = np.eye(target.num_classes, dtype=np.float32)[train.labels]
     student = dataclasses.replace(config.student_config(), epochs=scale.full_data_epochs, batch_size=128)
     variables, _ = steal.train_student(
@@ -170,14 +186,13 @@ def _full_data(target: oracle.Oracle, scale: Scale, config: steal.FewCallConfig,
 
 
 def write_markdown(records: list[dict], scale: str, dataset: str = "cifar10") -> str:
-    machines = sorted({r["machine"] for r in records})
     by = {(r["method"], r["calls_per_class"]): r for r in records}
     full = by.get(("full-data", 0))
     lines = [
         f"# Few-call stealing of a {NAMES.get(dataset, dataset)} VGG16 SDN victim ({scale} scale)",
         "",
         f"Written by `experiments/fewcall.py --scale {scale}` from `fewcall_{scale}.jsonl`. Machine: "
-        f"{'; '.join(machines) or '-'}. Accuracy: the student on CIFAR-10 test images; fidelity: agreement "
+        f"{machines(records)}. Accuracy: the student on CIFAR-10 test images; fidelity: agreement "
         "with the victim's answers (early exit). Few-call: TinyImageNet proxies mapped to CIFAR-10 classes, "
         "active selection + self-paced pseudo-labels, 2 rounds; KnockoffNets: the same calls on random "
         f"TinyImageNet images. Paper ({PAPER}).",

@@ -42,6 +42,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: the repository root holds `experiments` and `benchmarks`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from experiments._common import pick_scale
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 BUNDLE = ROOT / "device_carry" / "data"  # git-ignored; `bundle` writes it, the device run reads it
@@ -111,6 +113,13 @@ SCALES = {
         estimates={"device": 1, "correctness": 20, "bench": 20, "seed000_vgg16_cifar10": 60},
     ),
 }
+
+
+def get_config(scale: str = "full") -> Scale:
+    """The sizes of this runner at one of its SCALES (a clear error for another name)."""
+    return pick_scale(SCALES, scale)
+
+
 STEPS = ("device", "correctness", "bench", "seed000_vgg16_cifar10")
 
 
@@ -245,10 +254,10 @@ def bench(scale: Scale, out: Path, work: Path, data_dir) -> dict:
 def seed000(scale: Scale, out: Path, work: Path, data_dir) -> dict:
     """The demo's pipeline at paper scale: a full-width 7-exit VGG16-SDN on CIFAR-10 q75, stolen by ours
     and KnockoffNets with every TinyImageNet image the attacker holds, timing measured at batch 1."""
-    from mexjax import demo, victim
+    from mexjax import demo, victim_training
 
     victim_dir = work / "seed000_victim"
-    config = victim.VictimConfig(
+    config = victim_training.VictimConfig(
         arch="vgg16",
         dataset="cifar10",
         num_exits=7,
@@ -294,7 +303,7 @@ RUNNERS = {
 def run(scale_name: str, out: Path, *, work: Path, data_dir=None, steps=STEPS, time_budget=520.0) -> dict:
     """Run `steps` in order within `time_budget` seconds; returns the results record (also on disk)."""
     start = time.perf_counter()
-    scale = SCALES[scale_name]
+    scale = get_config(scale_name)
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     path = out / "gpu_results.json"

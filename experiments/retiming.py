@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # run as a script: the repository root holds the 
 
 from experiments.cli import ROOT
 from experiments.timing_corpus import LOADS, _query_images, _spinners, present_rank
-from mexjax import exits, metrics, nets, oracle, victim
+from mexjax import exits, metrics, nets, oracle, results
 from mexjax.attacks import steal
 from mexjax.results import read_records
 
@@ -93,7 +93,7 @@ def run(args) -> list[dict]:
                     "n": len(images),
                     "passes": args.passes,
                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                    "machine": victim.machine_description(),
+                    "machine": results.machine_description(),
                 }
                 rows.append(row)
                 print(f"[retiming] {how}: {json.dumps(score)}, {o.used} queries, load {load:.1f}")

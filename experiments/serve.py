@@ -33,8 +33,9 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: the repository root holds the `experiments` package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from experiments._common import finished, machines, pick_scale
 from experiments.cli import runner_parser
-from mexjax import data, exits, metrics, nets, oracle, serve, victim
+from mexjax import data, exits, metrics, nets, oracle, results, serve, victim_training
 from mexjax.attacks import steal
 from mexjax.results import append_record, read_records
 
@@ -44,7 +45,7 @@ FALLBACK_EXITS = 3  # the attacker's guess when the timing shows a single exit
 
 @dataclasses.dataclass(frozen=True)
 class Scale:
-    victim: victim.VictimConfig
+    victim: victim_training.VictimConfig
     queries: int  # distinct query images (the attacker's budget is queries x passes)
     passes: int
     student_arch: str
@@ -60,21 +61,30 @@ class Scale:
 
 SCALES = {
     "tiny": Scale(
-        victim.VictimConfig(arch="vgg16", dataset="fashion_mnist", num_exits=3, width=0.125, epochs=1,
-                            batch_size=32, learning_rate=0.03, milestones=(0.75,), held_out=64,
-                            train_subset=512),
-        48, 2, "vgg16", 0.125, 1, 64, 24, 2, 0.004, 0.01, False,
+        victim=victim_training.VictimConfig(
+            arch="vgg16", dataset="fashion_mnist", num_exits=3, width=0.125, epochs=1, batch_size=32,
+            learning_rate=0.03, milestones=(0.75,), held_out=64, train_subset=512,
+        ),
+        queries=48, passes=2, student_arch="vgg16", student_width=0.125, student_epochs=1, test_images=64,
+        load_requests=24, concurrency=2, delay=0.004, window=0.01, child_process=False,
     ),
     # full width: its exits must lie further apart than a loopback round trip's jitter (~1 ms here); in
     # one probe with untrained weights its exits answered ~1.5 / 6 / 42 ms apart at batch 1 on 2 cores,
     # the width-1/4 nets' ~1 ms apart (lost in the jitter: serve_countermeasures_cpu_resnet56_w025.md)
     "cpu": Scale(
-        victim.VictimConfig(arch="vgg16", dataset="fashion_mnist", num_exits=3, width=1.0, epochs=2,
-                            batch_size=128, learning_rate=0.03, milestones=(0.75,), held_out=1000,
-                            train_subset=4000),
-        800, 4, "vgg16", 0.5, 6, 300, 150, 4, 0.01, 0.02, True,
+        victim=victim_training.VictimConfig(
+            arch="vgg16", dataset="fashion_mnist", num_exits=3, width=1.0, epochs=2, batch_size=128,
+            learning_rate=0.03, milestones=(0.75,), held_out=1000, train_subset=4000,
+        ),
+        queries=800, passes=4, student_arch="vgg16", student_width=0.5, student_epochs=6, test_images=300,
+        load_requests=150, concurrency=4, delay=0.01, window=0.02, child_process=True,
     ),
 }  # fmt: skip
+
+
+def get_config(scale: str = "cpu") -> Scale:
+    """The sizes of this runner at one of its SCALES (a clear error for another name)."""
+    return pick_scale(SCALES, scale)
 
 
 def countermeasure(row: str, scale: Scale) -> serve.Countermeasure:
@@ -119,7 +129,7 @@ class Recorded:
 
 
 def run_row(row: str, scale_name: str, setting: dict, model_dir: Path, progress: bool) -> dict:
-    scale = SCALES[scale_name]
+    scale = get_config(scale_name)
     queries, test, evaluator = setting["queries"], setting["test"], setting["evaluator"]
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
@@ -181,7 +191,7 @@ def run_row(row: str, scale_name: str, setting: dict, model_dir: Path, progress:
         "seconds": round(time.perf_counter() - started, 1),
         "load_before": round(load_before, 2),
         "load_after": round(os.getloadavg()[0], 2),
-        "machine": victim.machine_description() + ", no GPU",
+        "machine": results.machine_description() + ", no GPU",
         "date": time.strftime("%Y-%m-%d"),
         "time": time.strftime("%H:%M UTC", time.gmtime()),
     }
@@ -204,7 +214,7 @@ def _steal(recorded: Recorded, queries, setting: dict, scale: Scale, progress: b
 
 def make_setting(scale_name: str, args) -> tuple[dict, Path]:
     """The victim (trained once, cached under outputs/), the attacker's queries and the test set."""
-    scale = SCALES[scale_name]
+    scale = get_config(scale_name)
     config = dataclasses.replace(scale.victim, data_dir=args.data_dir)
     out = (
         Path(args.outputs)
@@ -212,13 +222,13 @@ def make_setting(scale_name: str, args) -> tuple[dict, Path]:
         / scale_name
         / f"serve_{config.dataset}_{config.arch}_w{config.width:g}_k{config.num_exits}"
     )
-    net, variables, thresholds, _ = victim.load_or_train(config, out, progress=not args.quiet)
+    net, variables, thresholds, _ = victim_training.load_or_train(config, out, progress=not args.quiet)
     pool = data.load("tinyimagenet", "train", data_dir=args.data_dir)
     pool = data.subset(pool, jax.random.key(11), scale.queries)
     held = data.load("tinyimagenet", "val", data_dir=args.data_dir)
     held = data.subset(held, jax.random.key(13), scale.test_images)
     test = data.load(config.dataset, "test", data_dir=args.data_dir)
-    test = victim.prepare(data.subset(test, jax.random.key(7), scale.test_images), net.input_shape)
+    test = data.fit_dataset(data.subset(test, jax.random.key(7), scale.test_images), net.input_shape)
     setting = {
         "queries": np.asarray(data.to_input_shape(pool.images, net.input_shape)),
         "test": test,
@@ -233,13 +243,12 @@ def _ms(value: float) -> str:
 
 
 def write_markdown(records: list[dict], scale: str) -> str:
-    machines = sorted({r["machine"] for r in records})
     base = next((r for r in records if r["row"] == "none"), None)
     lines = [
         f"# Timing-leak countermeasures of a served victim ({scale} scale)",
         "",
         f"Written by `experiments/serve.py --scale {scale}` from `serve_countermeasures_{scale}.jsonl`. "
-        f"Machine: {'; '.join(machines) or '-'}. The victim is served on loopback HTTP from a "
+        f"Machine: {machines(records)}. The victim is served on loopback HTTP from a "
         f"{records[0]['served_from'] if records else '-'} of the runner (a child process runs "
         "`python -m mexjax serve`); the attacker's clock runs in the runner. The load average before and "
         "after each row is in the last column (other work on the machine adds timing noise).",
@@ -306,7 +315,7 @@ def main(argv=None) -> None:
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     args = parser.parse_args(argv)
     path = Path(args.results) / f"serve_countermeasures_{args.scale}.jsonl"
-    done = {r["row"] for r in read_records(path)}
+    done = finished(path, lambda r: r["row"])
     todo = [row for row in args.rows if row not in done]
     if todo:
         setting, model_dir = make_setting(args.scale, args)

@@ -25,9 +25,9 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: the repository root holds the `experiments` package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments._common import cached_array, publish_markdown
+from experiments._common import cached_array, finished, machines, pick_scale, publish_markdown, stamp
 from experiments.cli import runner_parser
-from mexjax import data, defenses, train, victim
+from mexjax import data, defenses, train, victim_training
 from mexjax.attacks import slowdown
 from mexjax.results import append_record, read_records
 
@@ -50,10 +50,26 @@ class Scale:
 
 
 SCALES = {
-    "tiny": Scale(512, 1, 0.03, 0.125, 3, 64, 3, 1.0, 3, 64, 1),
-    "cpu": Scale(20000, 6, 0.03, 0.25, 6, 1000, 30, 1.0, 50, 2000, 5),
-    "paper": Scale(None, 100, None, 1.0, 7, None, 30, 1.0, 550, 10000, 20),
-}
+    "tiny": Scale(
+        victim_images=512, victim_epochs=1, victim_lr=0.03, width=0.125, num_exits=3, test_images=64,
+        linf_steps=3, l2_eps=1.0, l2_steps=3, universal_images=64, universal_epochs=1,
+    ),
+    "cpu": Scale(
+        victim_images=20000, victim_epochs=6, victim_lr=0.03, width=0.25, num_exits=6, test_images=1000,
+        linf_steps=30, l2_eps=1.0, l2_steps=50, universal_images=2000, universal_epochs=5,
+    ),
+    "paper": Scale(
+        victim_images=None, victim_epochs=100, victim_lr=None, width=1.0, num_exits=7, test_images=None,
+        linf_steps=30, l2_eps=1.0, l2_steps=550, universal_images=10000, universal_epochs=20,
+    ),
+}  # fmt: skip
+
+
+def get_config(scale: str = "cpu") -> Scale:
+    """The sizes of this runner at one of its SCALES (a clear error for another name)."""
+    return pick_scale(SCALES, scale)
+
+
 # The SoK's ResNet56 SDN on CIFAR-10 (accuracy %, efficacy); detection accuracy %, AUC; adaptive: detected %.
 PAPER = {
     "clean": (77.99, 0.54),
@@ -67,8 +83,8 @@ ROWS = ("clean", "linf", "l2", "universal", "linf+jpeg90", "linf+jpeg75", "linf+
         "clean+jpeg75", "clean+smooth", "detection", "adaptive")  # fmt: skip
 
 
-def victim_config(arch: str, scale: Scale, data_dir=None, seed: int = 0) -> victim.VictimConfig:
-    return victim.VictimConfig(
+def victim_config(arch: str, scale: Scale, data_dir=None, seed: int = 0) -> victim_training.VictimConfig:
+    return victim_training.VictimConfig(
         arch=arch,
         dataset="cifar10",
         num_exits=scale.num_exits,
@@ -85,8 +101,8 @@ def victim_config(arch: str, scale: Scale, data_dir=None, seed: int = 0) -> vict
 
 
 def run_victim(arch: str, args, path: Path) -> None:
-    scale = SCALES[args.scale]
-    done = {r["row"] for r in read_records(path) if r["victim"] == arch and r.get("seed", 0) == args.seed}
+    scale = get_config(args.scale)
+    done = finished(path, lambda r: r["row"], lambda r: r["victim"] == arch and r.get("seed", 0) == args.seed)
     if all(row in done for row in ROWS):
         print(f"[slowdown] {arch}: all rows done, skipped")
         return
@@ -94,7 +110,7 @@ def run_victim(arch: str, args, path: Path) -> None:
     # its own folder: experiments/steal.py trains other CIFAR-10 victims of the same name
     seeded = f"_seed{args.seed}" if args.seed else ""
     out = outputs / "victims" / args.scale / f"sok_cifar10_{arch}_k{scale.num_exits}{seeded}"
-    net, variables, thresholds, record = victim.load_or_train(
+    net, variables, thresholds, record = victim_training.load_or_train(
         victim_config(arch, scale, args.data_dir, args.seed), out, progress=not args.quiet
     )
     test = data.load("cifar10", "test", data_dir=args.data_dir)
@@ -139,8 +155,7 @@ def run_victim(arch: str, args, path: Path) -> None:
             victim=arch, row=row, scale=args.scale, seed=args.seed, test_images=len(test),
             thresholds=record["thresholds"],
             victim_accuracy_per_exit=record["test"]["accuracy_per_exit"],
-            seconds=round(time.perf_counter() - started, 1), machine=victim.machine_description(),
-            date=time.strftime("%Y-%m-%d"),
+            seconds=round(time.perf_counter() - started, 1), **stamp(),
         )  # fmt: skip
         append_record(path, result)
         shown = {k: round(result[k], 4) for k in ("accuracy", "efficacy", "auc") if k in result}
@@ -172,12 +187,11 @@ def _adaptive(net, variables, thresholds, clean, attacked, labels, scale) -> dic
 
 
 def write_markdown(records: list[dict], scale: str) -> str:
-    machines = sorted({r["machine"] for r in records})
     lines = [
         f"# DeepSloth and defenses on CIFAR-10 SDN victims ({scale} scale)",
         "",
         f"Written by `experiments/slowdown.py --scale {scale}` from `slowdown_sok_{scale}.jsonl`. Machine: "
-        f"{'; '.join(machines) or '-'}. Accuracy: early-exit accuracy under the victim's thresholds; "
+        f"{machines(records)}. Accuracy: early-exit accuracy under the victim's thresholds; "
         "efficacy: area under the exited-share vs normalized-cost curve (1 = all leave at a free first "
         "exit, 0 = all run the whole net). Attacks are white box; `linf+jpeg90` = the L∞-attacked images "
         "re-compressed before the victim sees them; `clean+...` = a defense's cost on clean images. "

@@ -30,9 +30,9 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: the repository root holds the `experiments` package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments._common import cached_array, publish_markdown
+from experiments._common import cached_array, finished, machines, pick_scale, publish_markdown, stamp
 from experiments.cli import runner_parser
-from mexjax import captioning, defenses, nets, victim
+from mexjax import captioning, defenses, nets
 from mexjax.attacks import slowdown
 from mexjax.checkpoint import CheckpointError
 from mexjax.results import append_record, read_records
@@ -59,6 +59,13 @@ SCALES = {
     "cpu": Scale(train_images=8000, test_images=400, width=0.25, hidden=128, train_steps=2500,
                  attack_steps=100, latency_images=60),
 }  # fmt: skip
+
+
+def get_config(scale: str = "cpu") -> Scale:
+    """The sizes of this runner at one of its SCALES (a clear error for another name)."""
+    return pick_scale(SCALES, scale)
+
+
 MAX_WORDS = 38  # decoding stops at 40 steps: room for attacked captions well beyond the longest true one
 # The SoK (NICGSlowDown on its captioners): words per caption, BLEU-4; detection accuracy %.
 PAPER = {
@@ -140,8 +147,10 @@ def _detection(captioner, variables, clean, attacked, steps, transform=None) -> 
 
 
 def run_captioner(name: str, args, path: Path) -> None:
-    scale = SCALES[args.scale]
-    done = {r["row"] for r in read_records(path) if r["captioner"] == name and r.get("seed", 0) == args.seed}
+    scale = get_config(args.scale)
+    done = finished(
+        path, lambda r: r["row"], lambda r: r["captioner"] == name and r.get("seed", 0) == args.seed
+    )
     if all(row in done for row in ROWS):
         print(f"[captions] {name}: all rows done, skipped")
         return
@@ -197,7 +206,7 @@ def run_captioner(name: str, args, path: Path) -> None:
         result.update(
             captioner=name, row=row, scale=args.scale, seed=args.seed, dataset=args.dataset,
             test_images=len(test), seconds=round(time.perf_counter() - started, 1),
-            machine=victim.machine_description(), date=time.strftime("%Y-%m-%d"),
+            **stamp(),
         )  # fmt: skip
         append_record(path, result)
         shown = {k: round(result[k], 3) for k in ("words", "bleu4", "latency_ms", "auc") if k in result}
@@ -205,13 +214,12 @@ def run_captioner(name: str, args, path: Path) -> None:
 
 
 def write_markdown(records: list[dict], scale: str) -> str:
-    machines = sorted({r["machine"] for r in records})
     lines = [
         f"# NICGSlowDown and defenses on image captioners ({scale} scale)",
         "",
         f"Written by `experiments/slowdown_captions.py --scale {scale}` from "
         f"`slowdown_captions_{scale}.jsonl`. "
-        f"Machine: {'; '.join(machines) or '-'}. Words: mean words per caption (<eos> not counted; decoding "
+        f"Machine: {machines(records)}. Words: mean words per caption (<eos> not counted; decoding "
         f"stops at {MAX_WORDS + 2} steps); BLEU-4 against the references; FLOPs per caption relative to the "
         "clean captions'; latency: median measured batch-1 time of encoding + greedy decoding. `linf+jpeg75` "
         "= the L∞-attacked images re-compressed before the captioner sees them; `clean+...` = a defense's "

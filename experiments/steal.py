@@ -34,8 +34,9 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: the repository root holds the `experiments` package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from experiments._common import finished, machines, pick_scale, stamp
 from experiments.cli import runner_parser
-from mexjax import data, metrics, nets, oracle, victim
+from mexjax import data, metrics, nets, oracle, victim_training
 from mexjax.attacks import steal
 from mexjax.results import append_record, read_records
 
@@ -64,10 +65,28 @@ class Scale:
 
 
 SCALES = {
-    "tiny": Scale(512, 1, 0.03, (0.75,), 0.5, 0.125, 3, 96, 2, 1, 128, 64, "simulated", 2, 3),
-    "cpu": Scale(20000, 4, 0.03, (0.75,), 0.9, 0.25, 6, 2000, 5, 10, 2000, 1000, "measured", 5, 10),
-    "paper": Scale(None, 100, None, None, None, 1.0, 7, 6000, 3, 50, None, 5000, "measured", 10, 30),
-}
+    "tiny": Scale(
+        victim_images=512, victim_epochs=1, victim_lr=0.03, victim_milestones=(0.75,), threshold=0.5,
+        width=0.125, num_exits=3, queries=96, passes=2, student_epochs=1, test_images=128,
+        held_out_queries=64, timing="simulated", esa_rounds=2, esa_steps=3,
+    ),
+    "cpu": Scale(
+        victim_images=20000, victim_epochs=4, victim_lr=0.03, victim_milestones=(0.75,), threshold=0.9,
+        width=0.25, num_exits=6, queries=2000, passes=5, student_epochs=10, test_images=2000,
+        held_out_queries=1000, timing="measured", esa_rounds=5, esa_steps=10,
+    ),
+    "paper": Scale(
+        victim_images=None, victim_epochs=100, victim_lr=None, victim_milestones=None, threshold=None,
+        width=1.0, num_exits=7, queries=6000, passes=3, student_epochs=50, test_images=None,
+        held_out_queries=5000, timing="measured", esa_rounds=10, esa_steps=30,
+    ),
+}  # fmt: skip
+
+
+def get_config(scale: str = "cpu") -> Scale:
+    """The sizes of this runner at one of its SCALES (a clear error for another name)."""
+    return pick_scale(SCALES, scale)
+
 
 # Published numbers (seed 000, Table 1): victim ACC | Knock | Noise | ESA | Ours as ACC %, CLO %, CC multiple.
 _PAPER_T1_TEXT = """
@@ -127,8 +146,8 @@ def results_path(results_dir: Path, table: str, scale: str) -> Path:
 
 def victim_config(
     dataset: str, arch: str, num_exits: int, scale: Scale, data_dir=None
-) -> victim.VictimConfig:
-    return victim.VictimConfig(
+) -> victim_training.VictimConfig:
+    return victim_training.VictimConfig(
         arch=arch,
         dataset=dataset,
         num_exits=num_exits,
@@ -149,8 +168,8 @@ def load_victim(dataset, arch, num_exits, scale_name, *, outputs: Path, data_dir
     out = outputs / "victims" / scale_name / f"{dataset}_{arch}_k{num_exits}"
     if not (out / "result.json").exists():
         print(f"[steal] training victim {out.name} ({scale_name} scale)")
-    config = victim_config(dataset, arch, num_exits, SCALES[scale_name], data_dir)
-    return victim.load_or_train(config, out, progress=progress)
+    config = victim_config(dataset, arch, num_exits, get_config(scale_name), data_dir)
+    return victim_training.load_or_train(config, out, progress=progress)
 
 
 @dataclasses.dataclass
@@ -169,14 +188,14 @@ class Setting:
 
 
 def make_setting(dataset, arch, num_exits, scale_name, *, outputs: Path, data_dir=None, progress=True):
-    scale = SCALES[scale_name]
+    scale = get_config(scale_name)
     net, variables, thresholds, record = load_victim(
         dataset, arch, num_exits, scale_name, outputs=outputs, data_dir=data_dir, progress=progress
     )
     test = data.load(dataset, "test", data_dir=data_dir)
     if scale.test_images is not None and scale.test_images < len(test):
         test = data.subset(test, jax.random.key(7), scale.test_images)
-    test = victim.prepare(test, net.input_shape)
+    test = data.fit_dataset(test, net.input_shape)
     budget = scale.queries * scale.passes
     pool = data.load("tinyimagenet", "train", data_dir=data_dir)
     pool = data.subset(pool, jax.random.key(11), min(budget, len(pool)))
@@ -194,7 +213,7 @@ def make_setting(dataset, arch, num_exits, scale_name, *, outputs: Path, data_di
 def run_attack(setting: Setting, method: str, scale_name: str, *, student_arch=None, num_exits=None,
                seed=0, progress=True) -> tuple[dict, steal.StealResult]:  # fmt: skip
     """Run one method against the setting's victim; returns (record, result). Evaluation code."""
-    scale = SCALES[scale_name]
+    scale = get_config(scale_name)
     timing = "measured" if scale.timing == "measured" else oracle.SimulatedTiming(seconds_per_flop=2e-10)
     budget = scale.queries * scale.passes
     victim_oracle = oracle.Oracle(
@@ -264,8 +283,7 @@ def run_attack(setting: Setting, method: str, scale_name: str, *, student_arch=N
         "held_out_queries": len(setting.held_out),
         "seconds": round(seconds, 1),
         "scale": scale_name,
-        "machine": victim.machine_description(),
-        "date": time.strftime("%Y-%m-%d"),
+        **stamp(),
         "time": time.strftime("%H:%M UTC", time.gmtime()),
         "load_before": round(load, 2),
     }
@@ -292,7 +310,7 @@ def run_timing(setting: Setting, scale_name: str, save_to: Path | None = None) -
     save_to: an .npz for the runtimes and true exits (to re-analyse the timing without re-measuring)."""
     from mexjax import exits
 
-    scale = SCALES[scale_name]
+    scale = get_config(scale_name)
     timing = "measured" if scale.timing == "measured" else oracle.SimulatedTiming(seconds_per_flop=2e-10)
     victim_oracle = oracle.Oracle(
         setting.net, setting.variables, setting.thresholds, budget=scale.queries * scale.passes, timing=timing
@@ -322,8 +340,7 @@ def run_timing(setting: Setting, scale_name: str, save_to: Path | None = None) -
         "timing": answers.timing,
         "seconds": round(time.perf_counter() - started, 1),
         "scale": scale_name,
-        "machine": victim.machine_description(),
-        "date": time.strftime("%Y-%m-%d"),
+        **stamp(),
         "time": time.strftime("%H:%M UTC", time.gmtime()),
         "load_before": round(load, 2),
     }
@@ -367,10 +384,10 @@ def select_cells(cells: list[dict], wanted: list[str] | None) -> list[dict]:
 
 
 def run_table(table: str, args) -> Path:
-    scale = SCALES[args.scale]
+    scale = get_config(args.scale)
     results_dir = Path(args.results)
     path = results_path(results_dir, table, args.scale)
-    done = {r["cell"] for r in read_records(path)}
+    done = finished(path, lambda r: r["cell"])
     settings: dict = {}
     for cell in select_cells(_cells(table, args), args.cells):
         key = _key(cell)
@@ -424,7 +441,6 @@ def _pct(x) -> str:
 
 
 def _header(table: str, title: str, scale: str, records: list[dict]) -> list[str]:
-    machines = sorted({r["machine"] for r in records})
     timing = sorted({f"{r['timing']} timing" for r in records if r.get("timing") not in (None, "none")})
     dates = sorted({r["date"] for r in records})
     return [
@@ -432,7 +448,7 @@ def _header(table: str, title: str, scale: str, records: list[dict]) -> list[str
         "",
         f"Written by `experiments/steal.py {table} --scale {scale}` from "
         f"`{results_path(Path('.'), table, scale).name}` (one JSON line per cell). Machine: "
-        f"{'; '.join(machines) or '-'}. {', '.join(timing).capitalize() or 'No timing'}. "
+        f"{machines(records)}. {', '.join(timing).capitalize() or 'No timing'}. "
         f"Date: {', '.join(dates) or '-'}.",
         "",
     ]

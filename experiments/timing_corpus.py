@@ -74,7 +74,7 @@ def _query_images(name: str, net, victim_dir: Path, data_dir, n: int, seed: int)
 
 
 def record(args) -> Path:
-    from mexjax import nets, oracle, victim
+    from mexjax import nets, oracle, results
 
     victim_dir = Path(args.victim)
     net, variables, thresholds, _ = nets.load(victim_dir / "model")
@@ -123,7 +123,7 @@ def record(args) -> Path:
         "load_after": round(load_after, 2),
         "seconds": round(seconds, 1),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": victim.machine_description(),
+        "machine": results.machine_description(),
     }
     CORPUS.mkdir(parents=True, exist_ok=True)
     path = CORPUS / f"{name}.npz"

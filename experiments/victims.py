@@ -2,7 +2,7 @@
 
     .venv/bin/python experiments/victims.py fashion_mnist_vgg16_w0.25 [more names] [--table-only]
 
-Each named config trains with `mexjax.victim.train_victim` into outputs/victims/<name> (resumable:
+Each named config trains with `mexjax.victim_training.train_victim` into outputs/victims/<name> (resumable:
 rerunning continues an interrupted run), then copies its result to experiments/results/victims/<name>.json
 and rewrites experiments/results/victims.md from every result there, beside the target it must meet.
 """
@@ -14,7 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from mexjax.victim import VictimConfig, train_victim
+from mexjax.victim_training import VictimConfig, train_victim
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results" / "victims"

@@ -171,10 +171,10 @@ def _cmd_serve(args) -> int:
 
 def _cmd_train_victim(args) -> int:
     _writable_folder(args.out)
-    from mexjax import victim
+    from mexjax import victim_training
 
     thresholds = tuple(float(t) for t in args.thresholds.split(",")) if args.thresholds else None
-    config = victim.VictimConfig(
+    config = victim_training.VictimConfig(
         arch=args.arch,
         dataset=args.dataset,
         num_exits=args.exits,
@@ -194,7 +194,7 @@ def _cmd_train_victim(args) -> int:
         seed=args.seed,
         data_dir=args.data_dir,
     )
-    result = victim.train_victim(config, args.out, progress=not args.quiet)
+    result = victim_training.train_victim(config, args.out, progress=not args.quiet)
     test = result["test"]
     print(f"test accuracy per exit: {' '.join(f'{a:.4f}' for a in test['accuracy_per_exit'])}")
     print(

@@ -180,24 +180,24 @@ def train_or_set_aside(config, victim_dir: Path) -> dict:
     """Train (or resume) the demo's victim in victim_dir. A run there from other settings or another
     version of the network (its checkpoint does not fit) is moved aside, not deleted, and the victim is
     trained afresh: a rerun after an update must not stop on its own cache."""
-    from mexjax import victim
+    from mexjax import victim_training
     from mexjax.checkpoint import CheckpointError
 
     try:
-        return victim.train_victim(config, victim_dir)
+        return victim_training.train_victim(config, victim_dir)
     except CheckpointError as err:
         aside = victim_dir.with_name(f"{victim_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
         victim_dir.rename(aside)
         print(f"[demo] {err}: moved it to {aside} and training the victim afresh")
-        return victim.train_victim(config, victim_dir)
+        return victim_training.train_victim(config, victim_dir)
 
 
 def _train_demo_victim(out_dir: Path, data_dir, config: DemoConfig):
     """Train the demo's victim here, a shorter run of the committed one's recipe (a 4-exit VGG16-SDN of
     width 1/4 on CIFAR-10): (net, variables, thresholds, result)."""
-    from mexjax import victim
+    from mexjax import victim_training
 
-    victim_config = victim.VictimConfig(
+    victim_config = victim_training.VictimConfig(
         arch="vgg16",
         dataset="cifar10",
         num_exits=4,
@@ -221,9 +221,9 @@ def _train_demo_victim(out_dir: Path, data_dir, config: DemoConfig):
 def _pretrain_student(out_dir: Path, data_dir, config: DemoConfig, images: int) -> Path:
     """Pre-train the attacker's student backbone on its own labelled TinyImageNet images (at the
     victim's input size), as the committed one was: returns the folder."""
-    from mexjax import victim
+    from mexjax import victim_training
 
-    pretrain_config = victim.VictimConfig(
+    pretrain_config = victim_training.VictimConfig(
         arch="vgg16",
         dataset="tinyimagenet",
         num_exits=4,  # the ICs supervise the deep layers too (without them the last exit lagged)
@@ -245,10 +245,8 @@ def _pretrain_student(out_dir: Path, data_dir, config: DemoConfig, images: int) 
 
 def _victim_part(saved, test: data.Dataset) -> dict:
     """Real early exit on the victim: the three inference paths agree on its test images."""
-    from mexjax import victim
-
     net, variables, thresholds, result = saved
-    sample = victim.prepare(test.take(np.arange(min(200, len(test)))), net.input_shape)
+    sample = data.fit_dataset(test.take(np.arange(min(200, len(test)))), net.input_shape)
     runner = net.runner(tile=1, buckets=(8, 32, 128, 256))
     exit_a, probs_a = runner.policy(variables, sample.images, thresholds)
     exit_c, probs_c = runner.early_exit_batched(variables, sample.images, thresholds)
@@ -287,9 +285,7 @@ def attacker_images(sets: dict, held_out: int, seed: int) -> tuple[np.ndarray, n
     held = val.images[order[:held_out]]
     pool = np.concatenate([sets["tinyimagenet/train"].images, val.images[order[held_out:]]])
     pool = pool[np.random.default_rng(seed + 1).permutation(len(pool))]
-    from mexjax import victim
-
-    return victim.fit_to_input(pool, VICTIM_INPUT), victim.fit_to_input(held, VICTIM_INPUT)
+    return data.fit_to_input(pool, VICTIM_INPUT), data.fit_to_input(held, VICTIM_INPUT)
 
 
 def _attack_part(out_dir: Path, saved, sets: dict, config: DemoConfig, pretrained: str | None) -> dict:
@@ -302,7 +298,6 @@ def _attack_part(out_dir: Path, saved, sets: dict, config: DemoConfig, pretraine
     natural images never queried.
     """
     from mexjax import metrics, oracle
-    from mexjax import victim as victim_mod
     from mexjax.attacks import steal
 
     net, variables, thresholds, result = saved
@@ -310,7 +305,7 @@ def _attack_part(out_dir: Path, saved, sets: dict, config: DemoConfig, pretraine
     n_ours = min(config.timed + config.budget - config.timed * config.passes, len(pool))
     n_knockoff = min(config.budget, len(pool))
     query_images = pool[:n_ours]
-    test = victim_mod.prepare(sets[f"{result['config']['dataset']}/test"], net.input_shape)
+    test = data.fit_dataset(sets[f"{result['config']['dataset']}/test"], net.input_shape)
     timing = "measured" if config.timing == "measured" else oracle.SimulatedTiming(scale=0.05)
     victim = oracle.Oracle(net, variables, thresholds, budget=config.budget, timing=timing, progress=True)
     print(

@@ -4,6 +4,8 @@ appended, read back on resume. The one reader of such files in mexjax."""
 from __future__ import annotations
 
 import json
+import os
+import platform
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -55,3 +57,15 @@ def append_record(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def machine_description() -> str:
+    """Where a result was obtained (architecture, CPU cores, JAX version, devices): stored in every
+    result record, because a time or a speed means nothing without its machine."""
+    import jax  # here, not at the top: reading and writing records needs no accelerator runtime
+
+    devices = jax.devices()
+    kind = devices[0].device_kind if devices else "?"
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPU cores, JAX {jax.__version__} on {len(devices)} x {kind}"
+    )

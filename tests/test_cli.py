@@ -29,7 +29,7 @@ def scenes_victim():
 def _toy_victim_folder(folder, toy_victim, queries, test):
     """A toy victim (net, variables) saved as `train-victim` saves one, its thresholds set so that the
     toy queries spread over its three exits."""
-    from mexjax import exits, nets, victim
+    from mexjax import data, exits, nets, victim_training
 
     net, variables = toy_victim[:2]
     fitted = np.asarray(data.to_input_shape(queries, net.input_shape))
@@ -39,7 +39,7 @@ def _toy_victim_folder(folder, toy_victim, queries, test):
     record = {
         "config": {"dataset": "cifar10", "arch": "vgg16", "width": net.spec.width},
         "thresholds": thresholds.tolist(),
-        "test": victim.evaluate(net, variables, test, thresholds),
+        "test": victim_training.evaluate(net, variables, test, thresholds),
         "exit_flops": nets.exit_flops(net),
         "minutes": 0.1,
     }
@@ -141,7 +141,7 @@ def test_slowdown_command(tmp_path, cache_dir, capsys):
 
 
 def test_demo_sets_a_stale_victim_aside(tmp_path, monkeypatch, capsys):
-    from mexjax import demo, victim
+    from mexjax import demo, victim_training
     from mexjax.checkpoint import CheckpointError
 
     victim_dir = tmp_path / "victim"
@@ -156,7 +156,7 @@ def test_demo_sets_a_stale_victim_aside(tmp_path, monkeypatch, capsys):
         assert not out_dir.exists()  # the stale run is out of the way
         return {"trained": config}
 
-    monkeypatch.setattr(victim, "train_victim", train)
+    monkeypatch.setattr(victim_training, "train_victim", train)
     assert demo.train_or_set_aside("config", victim_dir) == {"trained": "config"}
     assert calls == [victim_dir, victim_dir]
     (aside,) = tmp_path.glob("victim.stale-*")

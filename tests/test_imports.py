@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1] / "mexjax"
 # Top to bottom; a package may import those on its own line or below, never above. `checkpoint` is a
 # utility any layer may use.
 LAYERS = (
-    ("cli", "demo", "victim", "__main__"),
+    ("cli", "demo", "victim_training", "victim", "__main__"),
     ("serve",),
     ("attacks",),
     ("defenses",),
@@ -112,3 +112,20 @@ def test_no_import_cycles():
         if module not in state:
             visit(module, [module])
     assert not cycles, f"import cycles: {cycles}"
+
+
+def test_the_old_victim_module_warns_and_names_the_new_places():
+    import importlib
+    import sys
+
+    import pytest
+
+    from mexjax import data, results, victim_training
+
+    sys.modules.pop("mexjax.victim", None)
+    with pytest.warns(DeprecationWarning, match="mexjax.victim_training"):
+        old = importlib.import_module("mexjax.victim")
+    assert old.train_victim is victim_training.train_victim
+    assert old.VictimConfig is victim_training.VictimConfig
+    assert old.prepare is data.fit_dataset and old.fit_to_input is data.fit_to_input
+    assert old.machine_description is results.machine_description

@@ -2,6 +2,7 @@
 
 import pytest
 
+from mexjax import results
 from mexjax.results import BadRecordLine, append_record, read_records
 
 
@@ -30,3 +31,12 @@ def test_strict_reading_tells_a_cut_last_line_from_a_corrupt_file(tmp_path):
     with pytest.raises(BadRecordLine, match="line 2") as err:
         read_records(path, is_record=lambda r: isinstance(r, dict), strict=True)
     assert err.value.number == 2 and err.value.line == "[1, 2]"
+
+
+def test_machine_description_names_the_cpu_count_and_jax():
+    import os
+
+    import jax
+
+    text = results.machine_description()
+    assert f"{os.cpu_count()} CPU cores" in text and f"JAX {jax.__version__}" in text

@@ -54,11 +54,13 @@ def test_train_victim_with_given_thresholds(tmp_path, cache_dir):
 
 
 def test_load_or_train_refuses_a_folder_of_another_victim(tmp_path):
-    from mexjax import victim
+    from mexjax import victim_training
 
-    saved = victim.VictimConfig(arch="vgg16", dataset="fashion_mnist", num_exits=3, width=0.125, epochs=1)
+    saved = victim_training.VictimConfig(
+        arch="vgg16", dataset="fashion_mnist", num_exits=3, width=0.125, epochs=1
+    )
     (tmp_path / "model").mkdir()
     (tmp_path / "result.json").write_text(json.dumps({"config": dataclasses.asdict(saved)}))
     other = dataclasses.replace(saved, epochs=2)
     with pytest.raises(ValueError, match="another config"):
-        victim.load_or_train(other, tmp_path)
+        victim_training.load_or_train(other, tmp_path)
