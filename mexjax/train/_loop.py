@@ -195,6 +195,61 @@ def fit(
     (per-example arrays aligned with `train_set`) and `loss` customize the objective (see
     `make_train_step`); `meta_extra` (JSON) is stored with the checkpoints and must match on resume.
     """
+    _check_fit_inputs(net, train_set, config, variables, workdir, extras)
+    mesh = _sharding.data_mesh(devices)
+    _sharding.check_divisible(config.batch_size, mesh)
+    steps_per_epoch = len(train_set) // config.batch_size
+    init_key, data_key, step_key = jax.random.split(jax.random.key(config.seed), 3)
+    state, tx = _initial_state(net, config, variables, steps_per_epoch, init_key)
+    extras = dict(extras or {})
+    meta = {
+        "config": _jsonable(dataclasses.asdict(config)),
+        "spec": _jsonable(dataclasses.asdict(net.spec)),
+        "extra": _jsonable(meta_extra or {}),
+    }
+    start_epoch, history, checkpointer = 0, [], None
+    if workdir is not None:
+        workdir = Path(workdir)
+        checkpointer, resumed = _open_run(workdir, meta, state, step_key)
+        if resumed is not None:
+            state, step_key, start_epoch, history = resumed
+
+    repl = _sharding.replicated(mesh)
+    state = _sharding.to_mesh(state, repl)
+    step_key = jax.random.wrap_key_data(_sharding.to_mesh(jax.random.key_data(step_key), repl))
+    step_fn = jax.jit(make_train_step(net, tx, config, loss), donate_argnums=0, out_shardings=(repl, repl))
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            started = time.perf_counter()
+            weights = _sharding.to_mesh(loss_weights(config, epoch, net.num_exits), repl)
+            order = mdata.permutation(jax.random.fold_in(data_key, epoch), len(train_set))
+            state, totals = _run_epoch(
+                step_fn, state, train_set, extras, order, weights, step_key, mesh, config, epoch, progress
+            )
+            record = _epoch_record(config, epoch, totals, time.perf_counter() - started)
+            if eval_set is not None:
+                probs = predict(net, _sharding.to_host(state.variables), eval_set.images)
+                record["eval_acc"] = [
+                    round(float(a), 5) for a in (probs.argmax(-1) == eval_set.labels).mean(axis=1)
+                ]
+            history.append(record)
+            if progress:
+                tqdm.write(_format_record(record))
+            if checkpointer is not None:
+                with open(workdir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                host_state = jax.device_get({"train": state, "key": jax.random.key_data(step_key)})
+                checkpointer.save(epoch, host_state, {**meta, "epoch": epoch, "record": record})
+            if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                break
+    finally:
+        if checkpointer is not None:
+            checkpointer.close()
+    return _sharding.to_host(state.variables), history
+
+
+def _check_fit_inputs(net, train_set, config: TrainConfig, variables, workdir, extras) -> None:
+    """`fit`'s arguments, refused with the fix before anything is compiled."""
     if tuple(train_set.image_shape) != net.input_shape:
         raise ValueError(
             f"training images are {train_set.image_shape} but the net takes {net.input_shape}: fit them "
@@ -202,18 +257,20 @@ def fit(
         )
     if config.recipe == "ic_only" and variables is None:
         raise ValueError("the IC-only recipe trains ICs on a trained backbone: pass its variables")
-    mesh = _sharding.data_mesh(devices)
-    _sharding.check_divisible(config.batch_size, mesh)
     if workdir is not None and jax.process_count() > 1:
         raise NotImplementedError(
             "checkpointing a run under jax.distributed (several processes) is not implemented: train "
             "without workdir there, or on one host"
         )
-    steps_per_epoch = len(train_set) // config.batch_size
-    if steps_per_epoch == 0:
+    if len(train_set) // config.batch_size == 0:
         raise ValueError(f"{len(train_set)} training images are fewer than one batch of {config.batch_size}")
+    for name, array in (extras or {}).items():
+        if len(array) != len(train_set):
+            raise ValueError(f"extras[{name!r}] has {len(array)} rows for {len(train_set)} training images")
 
-    init_key, data_key, step_key = jax.random.split(jax.random.key(config.seed), 3)
+
+def _initial_state(net, config: TrainConfig, variables, steps_per_epoch: int, init_key):
+    """(TrainState at step 0, its optimizer): fresh weights, or a copy of the given ones."""
     if variables is None:
         variables = net.init(init_key)
     else:  # the train step donates its state: never let it consume the caller's arrays
@@ -226,96 +283,59 @@ def fit(
         opt_state=tx.init(variables["params"]),
         fixed={k: v for k, v in variables.items() if k not in ("params", "batch_stats")},
     )
-    extras = dict(extras or {})
-    for name, array in extras.items():
-        if len(array) != len(train_set):
-            raise ValueError(f"extras[{name!r}] has {len(array)} rows for {len(train_set)} training images")
-    meta = {
-        "config": _jsonable(dataclasses.asdict(config)),
-        "spec": _jsonable(dataclasses.asdict(net.spec)),
-        "extra": _jsonable(meta_extra or {}),
-    }
-    start_epoch, history = 0, []
-    checkpointer = None
-    if workdir is not None:
-        workdir = Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        checkpointer = Checkpointer(workdir / "checkpoints")
-        if checkpointer.latest_step() is not None:
-            saved = checkpointer.read_meta()
-            for part in ("config", "spec", "extra"):
-                if saved.get(part, {} if part == "extra" else None) != meta[part]:
-                    checkpointer.close()
-                    raise CheckpointError(
-                        f"{workdir} holds a run with another {part}; resume with the same {part} or "
-                        "use a fresh workdir"
-                    )
-            abstract = jax.eval_shape(lambda: {"train": state, "key": jax.random.key_data(step_key)})
-            restored, saved = checkpointer.restore(abstract)
-            state, step_key = restored["train"], jax.random.wrap_key_data(restored["key"])
-            start_epoch = saved["epoch"] + 1
-            history = _read_history(workdir / "metrics.jsonl", start_epoch, saved.get("record"))
-        else:  # lines of epochs that never reached a checkpoint: they are trained (and logged) again
-            _write_history(workdir / "metrics.jsonl", [])
+    return state, tx
 
-    repl = _sharding.replicated(mesh)
-    batch_sharding = _sharding.batch_sharding(mesh)
-    state = _sharding.to_mesh(state, repl)
-    step_key = jax.random.wrap_key_data(_sharding.to_mesh(jax.random.key_data(step_key), repl))
-    step_fn = jax.jit(make_train_step(net, tx, config, loss), donate_argnums=0, out_shardings=(repl, repl))
-    images, labels = train_set.images, train_set.labels
 
-    try:
-        for epoch in range(start_epoch, config.epochs):
-            started = time.perf_counter()
-            weights = _sharding.to_mesh(loss_weights(config, epoch, net.num_exits), repl)
-            order = mdata.permutation(jax.random.fold_in(data_key, epoch), len(train_set))
-            totals = None
-            bar = tqdm(
-                range(steps_per_epoch),
-                desc=f"epoch {epoch + 1}/{config.epochs}",
-                disable=not progress,
-                leave=False,
-            )
-            for b in bar:
-                idx = _sharding.process_rows(
-                    np.sort(order[b * config.batch_size : (b + 1) * config.batch_size])
-                )
-                xb = _sharding.to_mesh(np.asarray(images[idx]), batch_sharding)
-                yb = _sharding.to_mesh(np.asarray(labels[idx]), batch_sharding)
-                eb = {k: _sharding.to_mesh(np.asarray(v[idx]), batch_sharding) for k, v in extras.items()}
-                state, metrics = step_fn(state, xb, yb, eb, weights, step_key)
-                totals = metrics if totals is None else jax.tree_util.tree_map(jnp.add, totals, metrics)
-            totals = _sharding.to_host(totals)  # one transfer per epoch
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": float(totals["loss_sum"] / totals["count"]),
-                "train_acc": [round(float(c / totals["count"]), 5) for c in totals["correct"]],
-                "lr": float(
-                    config.lr
-                    * config.lr_decay ** sum(epoch >= round(m * config.epochs) for m in config.lr_milestones)
-                ),
-                "seconds": round(time.perf_counter() - started, 2),
-            }
-            if eval_set is not None:
-                probs = predict(net, _sharding.to_host(state.variables), eval_set.images)
-                record["eval_acc"] = [
-                    round(float(a), 5) for a in (probs.argmax(-1) == eval_set.labels).mean(axis=1)
-                ]
-            history.append(record)
-            if progress:
-                tqdm.write(_format_record(record))
-            if workdir is not None:
-                with open(workdir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                host_state = jax.device_get({"train": state, "key": jax.random.key_data(step_key)})
-                checkpointer.save(epoch, host_state, {**meta, "epoch": epoch, "record": record})
-            if stop_after_epoch is not None and epoch >= stop_after_epoch:
-                break
-    finally:
-        if checkpointer is not None:
+def _open_run(workdir: Path, meta: dict, state: TrainState, step_key):
+    """The run's checkpointer in workdir, and (state, step key, first epoch to train, history) when
+    it resumes a run there (None for a fresh one). A run made with another config, net or extra
+    meta is refused rather than mixed with this one."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    checkpointer = Checkpointer(workdir / "checkpoints")
+    if checkpointer.latest_step() is None:  # lines of epochs that never reached a checkpoint: redone
+        _write_history(workdir / "metrics.jsonl", [])
+        return checkpointer, None
+    saved = checkpointer.read_meta()
+    for part in ("config", "spec", "extra"):
+        if saved.get(part, {} if part == "extra" else None) != meta[part]:
             checkpointer.close()
-    return _sharding.to_host(state.variables), history
+            raise CheckpointError(
+                f"{workdir} holds a run with another {part}; resume with the same {part} or use a fresh "
+                "workdir"
+            )
+    abstract = jax.eval_shape(lambda: {"train": state, "key": jax.random.key_data(step_key)})
+    restored, saved = checkpointer.restore(abstract)
+    start_epoch = saved["epoch"] + 1
+    history = _read_history(workdir / "metrics.jsonl", start_epoch, saved.get("record"))
+    return checkpointer, (restored["train"], jax.random.wrap_key_data(restored["key"]), start_epoch, history)
+
+
+def _run_epoch(step_fn, state, train_set, extras, order, weights, step_key, mesh, config, epoch, progress):
+    """One pass over the batches of `order`: (state, metric sums on the host, one transfer)."""
+    batch_sharding = _sharding.batch_sharding(mesh)
+    totals = None
+    steps = len(train_set) // config.batch_size
+    bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+    for b in bar:
+        idx = _sharding.process_rows(np.sort(order[b * config.batch_size : (b + 1) * config.batch_size]))
+        xb = _sharding.to_mesh(np.asarray(train_set.images[idx]), batch_sharding)
+        yb = _sharding.to_mesh(np.asarray(train_set.labels[idx]), batch_sharding)
+        eb = {k: _sharding.to_mesh(np.asarray(v[idx]), batch_sharding) for k, v in extras.items()}
+        state, metrics = step_fn(state, xb, yb, eb, weights, step_key)
+        totals = metrics if totals is None else jax.tree_util.tree_map(jnp.add, totals, metrics)
+    return state, _sharding.to_host(totals)
+
+
+def _epoch_record(config: TrainConfig, epoch: int, totals: dict, seconds: float) -> dict:
+    """The metrics.jsonl line of one epoch (before evaluation)."""
+    decays = sum(epoch >= round(m * config.epochs) for m in config.lr_milestones)
+    return {
+        "epoch": epoch + 1,
+        "train_loss": float(totals["loss_sum"] / totals["count"]),
+        "train_acc": [round(float(c / totals["count"]), 5) for c in totals["correct"]],
+        "lr": float(config.lr * config.lr_decay**decays),
+        "seconds": round(seconds, 2),
+    }
 
 
 def _format_record(record: dict) -> str:
