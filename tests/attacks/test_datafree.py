@@ -31,15 +31,17 @@ def test_data_free_attacks_steal_better_than_chance(toy_victim, method):
     config = steal.DataFreeConfig(**small) if method == "dfme" else steal.maze_config(**small, directions=3)
     result = getattr(steal, method)(victim, _student(), config, progress=False)
     assert result.budget_exhausted and result.queries_used <= budget and result.method == method
-    assert result.iterations == len(result.history) >= 5
+    assert result.iterations >= 5 and result.history[-1]["iteration"] == result.iterations
     assert result.history[-1]["queries"] == result.iterations * config.queries_per_iteration
+    logged = [h["iteration"] for h in result.history]  # the first, every 10th and the last
+    assert logged == sorted({1, *range(10, result.iterations + 1, 10), result.iterations})
     accuracy = _accuracy(result.net, result.variables, toy_victim[2])
     assert accuracy >= 0.4, accuracy  # 4 balanced classes, 200 test images: chance is 0.25
 
 
 def test_data_free_against_a_defended_oracle_and_checkpoints(toy_victim, tmp_path):
     victim = _oracle(toy_victim, 300, defense=defenses.reverse_sigmoid(0.5, 0.8))
-    config = steal.DataFreeConfig(batch_size=8, iterations=3)
+    config = steal.DataFreeConfig(batch_size=8, iterations=3, log_every=1)
     result = steal.dfme(victim, _student(), config, workdir=tmp_path, progress=False)
     assert not result.budget_exhausted and result.iterations == 3 and victim.used == 3 * 8 * 7
     elapsed = [h["seconds"] for h in result.history]
@@ -56,6 +58,8 @@ def test_data_free_bad_input(toy_victim):
         steal.DataFreeConfig(method="knockoff")
     with pytest.raises(ValueError, match="positive"):
         steal.DataFreeConfig(epsilon=0.0)
+    with pytest.raises(ValueError, match="log_every"):
+        steal.DataFreeConfig(log_every=0)
     with pytest.raises(ValueError, match="labels only"):
         steal.dfme(_oracle(toy_victim, 100, output="labels"), _student(), progress=False)
     other = nets.build("vgg16", num_classes=5, num_exits=2, width=0.125)

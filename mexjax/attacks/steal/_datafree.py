@@ -49,12 +49,15 @@ class DataFreeConfig:
     noise_dim: int = 256
     generator_width: float = 1.0
     seed: int = 0
+    log_every: int = 10  # iterations per history record (the losses are read from the device only then)
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}; got {self.method!r}")
         if self.batch_size < 1 or self.directions < 1 or self.student_steps < 0 or self.iterations < 1:
             raise ValueError("need batch_size >= 1, directions >= 1, student_steps >= 0 and iterations >= 1")
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be >= 1 (iterations per history record); got {self.log_every}")
         if not self.epsilon > 0 or not self.student_lr > 0 or not self.generator_lr > 0:
             raise ValueError("epsilon and the learning rates must be positive")
 
@@ -116,7 +119,9 @@ class DataFreeResult:
     queries_used: int
     iterations: int  # completed iterations
     budget_exhausted: bool
-    history: list[dict]
+    history: list[
+        dict
+    ]  # iteration 1, every config.log_every-th and the last: losses averaged since the last record
     config: DataFreeConfig
     seconds: float
     method: str = "dfme"
@@ -198,7 +203,61 @@ def data_free(
 
     The student must take the victim's input shape and classes. With `workdir`, the student is saved
     there (nets.save) every 10 iterations and at the end. A victim answering labels only cannot be
-    attacked this way (both losses need probabilities)."""
+    attacked this way (both losses need probabilities). The losses stay on the device between history
+    records (`config.log_every`): the loop waits only for the victim's answers."""
+    _check_data_free(victim, student)
+    run = _DataFreeRun.start(victim, student, config)
+    history: list[dict] = []
+    window: list[tuple] = []  # (generator loss, student losses) of the iterations since the last record
+    started = time.perf_counter()
+    exhausted, done, used = False, 0, 0  # completed iterations, and the queries they used
+
+    def log(iteration: int) -> None:
+        if window:
+            history.append(_history_record(window, iteration, used, time.perf_counter() - started))
+            window.clear()
+
+    def result():
+        return DataFreeResult(
+            student, jax.device_get(run.s_vars), victim.used, done, exhausted, history, config,
+            time.perf_counter() - started, config.method,
+        )  # fmt: skip
+
+    def save():
+        if workdir is not None:
+            nets.save(Path(workdir) / "student", student, jax.device_get(run.s_vars))
+
+    total = min(config.iterations, max(victim.remaining, 0) // config.queries_per_iteration) or None
+    bar = tqdm(total=total, desc=config.method.upper(), disable=not progress)
+    try:
+        for iteration in range(1, config.iterations + 1):
+            window.append(run.iteration(victim, iteration))
+            done, used = iteration, victim.used
+            if iteration == 1 or iteration % config.log_every == 0:
+                log(iteration)
+                bar.set_postfix(queries=victim.used, student_loss=history[-1]["student_loss"])
+            bar.update(1)
+            if iteration % 10 == 0:
+                save()
+    except oracle.BudgetExhausted:
+        exhausted = True  # the answers of the cut request are not used: the iteration is incomplete
+    except _NonFinite as err:
+        save()
+        raise GeneratorDiverged(
+            f"the generator produced NaN or infinite images in iteration {err.iteration}; the student "
+            "trained so far is in this exception's `result`"
+            + (f" and saved in {workdir}" if workdir else "")
+            + " (lower generator_lr)",
+            result(),
+        ) from None
+    finally:
+        bar.close()
+    log(done)
+    save()
+    return result()
+
+
+def _check_data_free(victim: oracle.Oracle, student: nets.MultiExitNet) -> None:
     if victim.output != "probs":
         raise ValueError("DFME and MAZE need the victim's probabilities; this oracle answers labels only")
     if student.input_shape != victim.input_shape or student.num_classes != victim.num_classes:
@@ -206,87 +265,97 @@ def data_free(
             f"the student takes {student.input_shape} / {student.num_classes} classes but the victim "
             f"{victim.input_shape} / {victim.num_classes}: build it with the victim's shape and classes"
         )
-    key = jax.random.key(config.seed)
-    s_key, g_key, key = jax.random.split(key, 3)
-    generator = Generator(victim.input_shape, config.generator_width)
-    g_vars = generator.init(g_key, jnp.zeros((2, config.noise_dim)), train=True)
-    s_vars = student.init(s_key)
-    s_tx = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(config.student_lr, momentum=0.9))
-    g_tx = optax.adam(config.generator_lr)
-    s_opt, g_opt = s_tx.init(s_vars["params"]), g_tx.init(g_vars["params"])
-    generate, probe, generator_update, student_update = _steps(student, generator, config, s_tx, g_tx)
 
-    rng = np.random.default_rng(config.seed)
-    replay_x = np.zeros((0, *victim.input_shape), np.float32)
-    replay_p = np.zeros((0, victim.num_classes), np.float32)
-    history: list[dict] = []
-    started = time.perf_counter()
-    exhausted, iteration = False, 0
 
-    def result():
-        return DataFreeResult(
-            student, jax.device_get(s_vars), victim.used, len(history), exhausted, history, config,
-            time.perf_counter() - started, config.method,
+class _NonFinite(FloatingPointError):
+    def __init__(self, iteration: int):
+        super().__init__(f"non-finite images in iteration {iteration}")
+        self.iteration = iteration
+
+
+def _history_record(window: list[tuple], iteration: int, queries: int, seconds: float) -> dict:
+    """One history line: the losses of the iterations in `window` averaged (one device read)."""
+    g_losses, s_losses = zip(*window, strict=True)
+    g_mean = float(jnp.mean(jnp.stack(g_losses)))
+    student = [loss for losses in s_losses for loss in losses]
+    s_mean = float(jnp.mean(jnp.stack(student))) if student else None
+    return {"iteration": iteration, "queries": queries, "generator_loss": g_mean, "student_loss": s_mean,
+            "seconds": seconds}  # fmt: skip
+
+
+@dataclasses.dataclass
+class _DataFreeRun:
+    """What one data-free attack carries from iteration to iteration, and its compiled steps."""
+
+    config: DataFreeConfig
+    steps: tuple
+    s_vars: dict
+    s_opt: object
+    g_vars: dict
+    g_opt: object
+    key: jax.Array
+    rng: np.random.Generator
+    replay_x: np.ndarray
+    replay_p: np.ndarray
+
+    @classmethod
+    def start(cls, victim: oracle.Oracle, student: nets.MultiExitNet, config: DataFreeConfig) -> _DataFreeRun:
+        s_key, g_key, key = jax.random.split(jax.random.key(config.seed), 3)
+        generator = Generator(victim.input_shape, config.generator_width)
+        g_vars = generator.init(g_key, jnp.zeros((2, config.noise_dim)), train=True)
+        s_vars = student.init(s_key)
+        s_tx = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(config.student_lr, momentum=0.9))
+        g_tx = optax.adam(config.generator_lr)
+        return cls(
+            config, _steps(student, generator, config, s_tx, g_tx), s_vars, s_tx.init(s_vars["params"]),
+            g_vars, g_tx.init(g_vars["params"]), key, np.random.default_rng(config.seed),
+            np.zeros((0, *victim.input_shape), np.float32), np.zeros((0, victim.num_classes), np.float32),
         )  # fmt: skip
 
-    def ask(images):
-        return victim.query(np.asarray(images), timed=False).outputs
+    def _fresh(self, iteration: int):
+        """A batch from the generator (z, images on the device, the same on the host: the victim needs
+        them there anyway, and the finiteness check reads them there)."""
+        self.key, z_key = jax.random.split(self.key)
+        z = jax.random.normal(z_key, (self.config.batch_size, self.config.noise_dim))
+        x, self.g_vars = self.steps[0](self.g_vars, z)
+        host = np.asarray(x)
+        if not np.all(np.isfinite(host)):
+            raise _NonFinite(iteration)
+        return z, x, host
 
-    def fresh(g_vars, z):
-        x, g_vars = generate(g_vars, z)
-        if not bool(jnp.all(jnp.isfinite(x))):
-            if workdir is not None:
-                nets.save(Path(workdir) / "student", student, jax.device_get(s_vars))
-            raise GeneratorDiverged(
-                f"the generator produced NaN or infinite images in iteration {iteration}; the student "
-                "trained so far is in this exception's `result`"
-                + (f" and saved in {workdir}" if workdir else "")
-                + " (lower generator_lr)",
-                result(),
+    def iteration(self, victim: oracle.Oracle, iteration: int) -> tuple:
+        """One generator update and the student's updates: (generator loss, [student losses]) as
+        device arrays (not waited for)."""
+        _, probe, generator_update, student_update = self.steps
+        config = self.config
+
+        def ask(images):
+            return victim.query(np.asarray(images), timed=False).outputs
+
+        z, x, host = self._fresh(iteration)
+        self.key, u_key = jax.random.split(self.key)
+        shifted, u = probe(x, u_key)
+        probs_x, probs_shifted = ask(host), ask(shifted)
+        self.g_vars, self.g_opt, g_loss = generator_update(
+            self.g_vars, self.g_opt, self.s_vars, z, x, u, probs_x, probs_shifted
+        )
+        s_losses = []
+        for _ in range(config.student_steps):
+            _, x, host = self._fresh(iteration)
+            probs = ask(host)
+            self.key, d_key = jax.random.split(self.key)
+            self.s_vars, self.s_opt, loss = student_update(self.s_vars, self.s_opt, x, probs, d_key)
+            s_losses.append(loss)
+            if config.replay_steps:
+                self.replay_x = np.concatenate([self.replay_x, host])[-config.replay_size :]
+                self.replay_p = np.concatenate([self.replay_p, np.asarray(probs)])[-config.replay_size :]
+        for _ in range(config.replay_steps if len(self.replay_x) else 0):
+            pick = self.rng.integers(0, len(self.replay_x), config.batch_size)
+            self.key, d_key = jax.random.split(self.key)
+            self.s_vars, self.s_opt, _ = student_update(
+                self.s_vars, self.s_opt, self.replay_x[pick], self.replay_p[pick], d_key
             )
-        return x, g_vars
-
-    bar = tqdm(total=min(config.iterations, max(victim.remaining, 0) // config.queries_per_iteration) or None,
-               desc=config.method.upper(), disable=not progress)  # fmt: skip
-    try:
-        for iteration in range(1, config.iterations + 1):
-            key, z_key, u_key = jax.random.split(key, 3)
-            z = jax.random.normal(z_key, (config.batch_size, config.noise_dim))
-            x, g_vars = fresh(g_vars, z)
-            shifted, u = probe(x, u_key)
-            probs_x = ask(x)
-            probs_shifted = ask(shifted)
-            g_vars, g_opt, g_loss = generator_update(g_vars, g_opt, s_vars, z, x, u, probs_x, probs_shifted)
-            s_losses = []
-            for _ in range(config.student_steps):
-                key, z_key = jax.random.split(key)
-                z = jax.random.normal(z_key, (config.batch_size, config.noise_dim))
-                x, g_vars = fresh(g_vars, z)
-                probs = ask(x)
-                key, d_key = jax.random.split(key)
-                s_vars, s_opt, loss = student_update(s_vars, s_opt, x, probs, d_key)
-                s_losses.append(float(loss))
-                if config.replay_steps:
-                    replay_x = np.concatenate([replay_x, np.asarray(x)])[-config.replay_size :]
-                    replay_p = np.concatenate([replay_p, np.asarray(probs)])[-config.replay_size :]
-            for _ in range(config.replay_steps if len(replay_x) else 0):
-                pick = rng.integers(0, len(replay_x), config.batch_size)
-                key, d_key = jax.random.split(key)
-                s_vars, s_opt, loss = student_update(s_vars, s_opt, replay_x[pick], replay_p[pick], d_key)
-            history.append({"iteration": iteration, "queries": victim.used, "generator_loss": float(g_loss),
-                            "student_loss": float(np.mean(s_losses)) if s_losses else None,
-                            "seconds": time.perf_counter() - started})  # fmt: skip
-            bar.update(1)
-            bar.set_postfix(queries=victim.used, student_loss=history[-1]["student_loss"])
-            if workdir is not None and iteration % 10 == 0:
-                nets.save(Path(workdir) / "student", student, jax.device_get(s_vars))
-    except oracle.BudgetExhausted:
-        exhausted = True  # the answers of the cut request are not used: the iteration is incomplete
-    finally:
-        bar.close()
-    if workdir is not None:
-        nets.save(Path(workdir) / "student", student, jax.device_get(s_vars))
-    return result()
+        return g_loss, s_losses
 
 
 def dfme(victim, student, config: DataFreeConfig | None = None, **kwargs) -> DataFreeResult:
