@@ -171,13 +171,19 @@ class ExitRunner:
         leaves, treedef = jax.tree_util.tree_flatten(variables)
         leaves = [jax.device_put(leaf) for leaf in leaves]
         h = jnp.asarray(self.pad_rows(np.asarray(example, np.float32), self.tile))
+        signature = (treedef, tuple((leaf.shape, leaf.dtype) for leaf in leaves))
         compiled = []
         for stage in self.stages:
+            key = ("lean", stage, self.tile, signature, h.shape, h.dtype)
+            fn = None if self.compiled is None else self.compiled.get(key)
+            if fn is None:
 
-            def flat_stage(flat, x, stage=stage):
-                return _tiled_stage(stage, self.tile, jax.tree_util.tree_unflatten(treedef, flat), x)
+                def flat_stage(flat, x, stage=stage):
+                    return _tiled_stage(stage, self.tile, jax.tree_util.tree_unflatten(treedef, flat), x)
 
-            fn = jax.jit(flat_stage).lower(leaves, h).compile()
+                fn = jax.jit(flat_stage).lower(leaves, h).compile()
+                if self.compiled is not None:  # another oracle over the same spec reuses it
+                    self.compiled[key] = fn
             compiled.append(fn)
             h, _ = fn(leaves, h)
         return LeanPath(tuple(compiled), leaves)

@@ -79,13 +79,11 @@ class MultiExitNet:
         _check_spec(self.spec)
         module = MultiExitModule(self.spec)
         object.__setattr__(self, "module", module)
-        stages = tuple(
-            jax.jit(functools.partial(_apply_stage, module, i)) for i in range(self.spec.num_exits)
-        )
+        stages, forward, features, runner_programs = _programs(module)
         object.__setattr__(self, "_stages", stages)
-        object.__setattr__(self, "_forward", jax.jit(functools.partial(_apply_eval, module)))
-        object.__setattr__(self, "_features", jax.jit(functools.partial(_apply_features, module)))
-        object.__setattr__(self, "_runner_programs", {})  # every runner over this net shares them
+        object.__setattr__(self, "_forward", forward)
+        object.__setattr__(self, "_features", features)
+        object.__setattr__(self, "_runner_programs", runner_programs)  # shared by runners over this spec
 
     @property
     def num_exits(self) -> int:
@@ -225,6 +223,18 @@ def _init_impl(module, key):
 
 # Initialization runs once per net: compile it with the backend's fastest (least optimizing) settings.
 _init = jax.jit(_init_impl, static_argnums=0, compiler_options={"xla_backend_optimization_level": 0})
+
+
+@functools.lru_cache(maxsize=64)
+def _programs(module: MultiExitModule):
+    """The jit-compiled functions of one architecture (stages, all exits, features, and a dict for the
+    exit runners' programs), shared by every MultiExitNet of an equal spec: a net rebuilt from its
+    spec (a notebook cell run again, a loaded checkpoint, the next experiment cell) reuses what the
+    first one compiled instead of compiling it again."""
+    stages = tuple(jax.jit(functools.partial(_apply_stage, module, i)) for i in range(module.spec.num_exits))
+    forward = jax.jit(functools.partial(_apply_eval, module))
+    features = jax.jit(functools.partial(_apply_features, module))
+    return stages, forward, features, {}
 
 
 def _apply_stage(module, index, variables, x):

@@ -3,6 +3,7 @@
 TrainConfig, fit(net, train_set, config, *, workdir=None, eval_set=None) -> (variables, history)
 predict(net, variables, images) -> f32[K, N, C]
 read_metrics(path) -> [record]                 a run's metrics.jsonl (a cut last line is skipped)
+make_optimizer, learning_rate_at, set_learning_rate   the recipes' optimizers, the learning rate per epoch
 cross_entropy, soft_cross_entropy, kl_divergence, sdn_loss, sdn_weights   per-example losses ([B])
 """
 
@@ -13,11 +14,13 @@ from mexjax.train._loop import (
     TrainState,
     default_loss,
     fit,
+    learning_rate_at,
     loss_weights,
     make_optimizer,
     make_train_step,
     predict,
     read_metrics,
+    set_learning_rate,
 )
 from mexjax.train._losses import (
     cross_entropy,
@@ -40,6 +43,7 @@ __all__ = [
     "default_loss",
     "fit",
     "kl_divergence",
+    "learning_rate_at",
     "loss_weights",
     "make_optimizer",
     "make_train_step",
@@ -49,5 +53,6 @@ __all__ = [
     "sdn_loss",
     "sdn_max_weights",
     "sdn_weights",
+    "set_learning_rate",
     "soft_cross_entropy",
 ]

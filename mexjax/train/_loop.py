@@ -34,6 +34,7 @@ from mexjax.train import _sharding
 from mexjax.train._losses import sdn_loss, sdn_weights
 
 RECIPES = ("sdn", "ic_only", "adam")
+OPTIMIZER_LAYOUT = 2  # checkpoints store the optimizer state; 2: the learning rate in it (make_optimizer)
 
 
 class MetricsFileError(ValueError):
@@ -91,17 +92,40 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int, params) -> optax.GradientTransformation:
-    """SDN: SGD + momentum + weight decay; IC-only: Adam on IC parameters, the rest frozen."""
-    boundaries = {round(m * config.epochs) * steps_per_epoch: config.lr_decay for m in config.lr_milestones}
-    schedule = optax.piecewise_constant_schedule(config.lr, boundaries)
+    """SDN: SGD + momentum + weight decay; Adam (all exits); IC-only: Adam on IC parameters, the rest
+    frozen. The learning rate is a value in the optimizer's state (`set_learning_rate`), not a
+    constant of the compiled step: the schedule changes it between epochs, and two runs that differ
+    only in learning rate, epochs or data size compile (and cache) one and the same step program."""
+    del steps_per_epoch  # the schedule is per epoch (`learning_rate_at`)
     if config.recipe == "sdn":
-        return optax.chain(
-            optax.add_decayed_weights(config.weight_decay), optax.sgd(schedule, momentum=config.momentum)
+        direction = optax.chain(
+            optax.add_decayed_weights(config.weight_decay), optax.trace(decay=config.momentum)
         )
-    if config.recipe == "adam":
-        return optax.adam(schedule)
-    labels = {name: ("ics" if name.startswith("ics_") else "frozen") for name in params}
-    return optax.multi_transform({"ics": optax.adam(schedule), "frozen": optax.set_to_zero()}, labels)
+    elif config.recipe == "adam":
+        direction = optax.scale_by_adam()
+    else:
+        labels = {name: ("ics" if name.startswith("ics_") else "frozen") for name in params}
+        direction = optax.multi_transform(
+            {"ics": optax.scale_by_adam(), "frozen": optax.set_to_zero()}, labels
+        )
+    scale = optax.inject_hyperparams(optax.scale_by_learning_rate)(learning_rate=config.lr)
+    return optax.chain(direction, scale)
+
+
+def learning_rate_at(config: TrainConfig, epoch: int) -> float:
+    """The schedule: the learning rate x lr_decay for every milestone (a fraction of the epochs)
+    reached by `epoch` (0-based)."""
+    decays = sum(epoch >= round(m * config.epochs) for m in config.lr_milestones)
+    return float(config.lr * config.lr_decay**decays)
+
+
+def set_learning_rate(opt_state, learning_rate: float):
+    """`opt_state` of `make_optimizer` with its learning rate replaced (same sharding)."""
+    direction, scale = opt_state
+    old = scale.hyperparams["learning_rate"]
+    new = jax.device_put(jnp.asarray(learning_rate, old.dtype), getattr(old, "sharding", None))
+    hyperparams = {**scale.hyperparams, "learning_rate": new}
+    return (direction, scale._replace(hyperparams=hyperparams))
 
 
 def loss_weights(config: TrainConfig, epoch: int, num_exits: int) -> np.ndarray:
@@ -203,6 +227,7 @@ def fit(
     state, tx = _initial_state(net, config, variables, steps_per_epoch, init_key)
     extras = dict(extras or {})
     meta = {
+        "optimizer": OPTIMIZER_LAYOUT,
         "config": _jsonable(dataclasses.asdict(config)),
         "spec": _jsonable(dataclasses.asdict(net.spec)),
         "extra": _jsonable(meta_extra or {}),
@@ -222,6 +247,9 @@ def fit(
         for epoch in range(start_epoch, config.epochs):
             started = time.perf_counter()
             weights = _sharding.to_mesh(loss_weights(config, epoch, net.num_exits), repl)
+            state = state.replace(
+                opt_state=set_learning_rate(state.opt_state, learning_rate_at(config, epoch))
+            )
             order = mdata.permutation(jax.random.fold_in(data_key, epoch), len(train_set))
             state, totals = _run_epoch(
                 step_fn, state, train_set, extras, order, weights, step_key, mesh, config, epoch, progress
@@ -296,6 +324,12 @@ def _open_run(workdir: Path, meta: dict, state: TrainState, step_key):
         _write_history(workdir / "metrics.jsonl", [])
         return checkpointer, None
     saved = checkpointer.read_meta()
+    if saved.get("optimizer") != OPTIMIZER_LAYOUT:
+        checkpointer.close()
+        raise CheckpointError(
+            f"{workdir} holds a run of an earlier mexjax whose optimizer state has another layout; start it "
+            "afresh in another workdir (or delete this one)"
+        )
     for part in ("config", "spec", "extra"):
         if saved.get(part, {} if part == "extra" else None) != meta[part]:
             checkpointer.close()
@@ -328,12 +362,11 @@ def _run_epoch(step_fn, state, train_set, extras, order, weights, step_key, mesh
 
 def _epoch_record(config: TrainConfig, epoch: int, totals: dict, seconds: float) -> dict:
     """The metrics.jsonl line of one epoch (before evaluation)."""
-    decays = sum(epoch >= round(m * config.epochs) for m in config.lr_milestones)
     return {
         "epoch": epoch + 1,
         "train_loss": float(totals["loss_sum"] / totals["count"]),
         "train_acc": [round(float(c / totals["count"]), 5) for c in totals["correct"]],
-        "lr": float(config.lr * config.lr_decay**decays),
+        "lr": learning_rate_at(config, epoch),
         "seconds": round(seconds, 2),
     }
 

@@ -136,6 +136,31 @@ def test_runners_over_one_net_share_their_compiled_stages(caplog):
     assert len(compiled_stages(exits.ExitRunner(stages))) == 3  # a runner without the net's cache
 
 
+def test_nets_of_one_spec_share_what_was_compiled(caplog):
+    """A net rebuilt from the same spec (a notebook cell run again, the next experiment cell, a loaded
+    checkpoint) runs on the programs the first one compiled: all exits, the runner's stages, the
+    oracle's lean timed path."""
+    first = nets.build("vgg16", num_classes=10, num_exits=3, width=0.125)
+    variables = first.init(jax.random.key(0))
+    x = np.zeros((5, 32, 32, 3), np.float32)
+    one = x[:1]
+    thresholds = np.full(2, 0.5, np.float32)
+
+    def use(net):
+        net.logits(variables, x)
+        net.runner().early_exit_batched(variables, x, thresholds)
+        net.runner().lean(variables, one)(one, thresholds)
+
+    use(first)
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG, logger="jax"):
+        caplog.clear()
+        use(nets.build("vgg16", num_classes=10, num_exits=3, width=0.125))
+        compiled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling")]
+    assert compiled == []
+    other = nets.build("vgg16", num_classes=10, num_exits=3, width=0.25)  # another spec: its own programs
+    assert other.stage(0) is not first.stage(0)
+
+
 def test_batched_rejects_bad_thresholds():
     _, variables, runner = _runner("vgg16", 1, num_exits=3)
     x = np.zeros((2, 32, 32, 3), np.float32)

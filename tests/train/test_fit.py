@@ -128,3 +128,68 @@ def test_bfloat16_training_runs(tmp_path):
     variables, history = train.fit(bf, _toy(32), train.TrainConfig(epochs=1, batch_size=16), progress=False)
     assert np.isfinite(history[0]["train_loss"])
     assert jax.tree_util.tree_leaves(variables["params"])[0].dtype == np.float32
+
+
+@pytest.mark.parametrize("recipe", ["sdn", "adam", "ic_only"])
+def test_the_optimizer_follows_optax_recipes_with_the_schedule_per_epoch(recipe):
+    """The learning rate sits in the optimizer's state and is set per epoch; the updates are those of
+    optax's SGD-with-momentum / Adam under the piecewise-constant schedule (the reference)."""
+    import optax
+
+    params = {"ics_0": {"w": jnp_ones(3)}, "units_0": {"w": jnp_ones(3) * 2.0}}
+    config = train.TrainConfig(recipe=recipe, epochs=4, learning_rate=0.05, milestones=(0.5,))
+    steps_per_epoch = 2
+    schedule = optax.piecewise_constant_schedule(0.05, {2 * steps_per_epoch: 0.1})
+    if recipe == "sdn":
+        reference = optax.chain(
+            optax.add_decayed_weights(config.weight_decay), optax.sgd(schedule, momentum=0.9)
+        )
+    elif recipe == "adam":
+        reference = optax.adam(schedule)
+    else:
+        labels = {"ics_0": "ics", "units_0": "frozen"}
+        reference = optax.multi_transform(
+            {"ics": optax.adam(schedule), "frozen": optax.set_to_zero()}, labels
+        )
+    ours = train.make_optimizer(config, steps_per_epoch, params)
+    state_ours, state_ref = ours.init(params), reference.init(params)
+    p_ours = p_ref = params
+    rng = np.random.default_rng(0)
+    for epoch in range(config.epochs):
+        assert train.learning_rate_at(config, epoch) == (0.05 if epoch < 2 else 0.05 * 0.1)
+        state_ours = train.set_learning_rate(state_ours, train.learning_rate_at(config, epoch))
+        for _ in range(steps_per_epoch):
+            grads = jax.tree_util.tree_map(lambda a: np.asarray(rng.normal(size=a.shape), np.float32), params)
+            with jax.numpy_dtype_promotion("standard"):
+                u_ours, state_ours = ours.update(grads, state_ours, p_ours)
+                u_ref, state_ref = reference.update(grads, state_ref, p_ref)
+            p_ours, p_ref = optax.apply_updates(p_ours, u_ours), optax.apply_updates(p_ref, u_ref)
+    for a, b in zip(jax.tree_util.tree_leaves(p_ours), jax.tree_util.tree_leaves(p_ref), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    if recipe == "ic_only":  # the backbone stays frozen
+        np.testing.assert_array_equal(np.asarray(p_ours["units_0"]["w"]), 2.0)
+
+
+def jnp_ones(n):
+    return jax.numpy.ones((n,), jax.numpy.float32)
+
+
+def test_runs_that_differ_in_learning_rate_epochs_or_data_size_compile_one_step_program(net):
+    """What lets the compilation cache serve a second run: the step program holds no learning rate,
+    no epoch count and no schedule boundary."""
+    variables = net.init(jax.random.key(0))
+    texts = []
+    for lr, epochs, steps_per_epoch in ((0.1, 2, 5), (0.01, 7, 40)):
+        config = train.TrainConfig(epochs=epochs, batch_size=8, learning_rate=lr)
+        tx = train.make_optimizer(config, steps_per_epoch, variables["params"])
+        state = train.TrainState(
+            step=jax.numpy.zeros((), jax.numpy.int32), params=variables["params"],
+            batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]), fixed={},
+        )  # fmt: skip
+        state = state.replace(opt_state=train.set_learning_rate(state.opt_state, lr))
+        step = jax.jit(train.make_train_step(net, tx, config))
+        images = np.zeros((8, *net.input_shape), np.uint8)
+        labels = np.zeros(8, np.int32)
+        weights = np.ones(net.num_exits, np.float32)
+        texts.append(step.lower(state, images, labels, {}, weights, jax.random.key(0)).as_text())
+    assert texts[0] == texts[1]
