@@ -214,6 +214,7 @@ _DEBUG_HELP = "on an error, show the full traceback instead of one line"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `mexjax` command line: one subcommand per function below, flags shared through parents."""
     parser = argparse.ArgumentParser(
         prog="mexjax",
         description=__doc__,
@@ -224,14 +225,27 @@ def build_parser() -> argparse.ArgumentParser:
     # --debug is also accepted after the command (SUPPRESS: the subcommand does not reset it to False)
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+    data_dir = argparse.ArgumentParser(add_help=False)
+    data_dir.add_argument("--data-dir", default=None, help="folder with the dataset archives")
+    common = argparse.ArgumentParser(add_help=False, parents=[data_dir])
+    common.add_argument("--seed", type=int, default=0)
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("--quiet", action="store_true", help="no progress bars")
     commands = parser.add_subparsers(dest="command", required=True)
+    _demo_command(commands, debug, common)
+    _train_victim_command(commands, debug, common, quiet)
+    _slowdown_command(commands, debug, common, quiet)
+    _serve_command(commands, debug)
+    _data_command(commands, debug, data_dir)
+    return parser
 
+
+def _demo_command(commands, debug, common) -> None:
+    """The README's main job."""
     demo = commands.add_parser(
-        "demo", parents=[debug], help="CPU-sized demo of what mexjax does (the README's main job)"
+        "demo", parents=[debug, common], help="CPU-sized demo of what mexjax does (the README's main job)"
     )
     demo.add_argument("--out", default="outputs/demo", help="folder for the demo's figures and summary")
-    demo.add_argument("--data-dir", default=None, help="folder with the dataset archives")
-    demo.add_argument("--seed", type=int, default=0)
     from mexjax.demo import DemoConfig  # plain data (its module loads JAX: about a second)
 
     defaults = DemoConfig()
@@ -267,9 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_cmd_demo)
 
+
+def _train_victim_command(commands, debug, common, quiet) -> None:
+    """Train, threshold, evaluate and save a victim."""
     tv = commands.add_parser(
         "train-victim",
-        parents=[debug],
+        parents=[debug, common, quiet],
         help="train a multi-exit victim (SDN recipe), choose its thresholds, evaluate and save it",
         description="Train an SDN multi-exit victim. Writes OUT/result.json (test accuracy per exit, "
         "accuracy and mean FLOPs under the thresholds, exit histogram, minutes), OUT/model (Orbax "
@@ -309,15 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold", type=float, default=None, help="a global threshold instead of choosing one"
     )
     tv.add_argument("--thresholds", default=None, help="per-exit thresholds, comma-separated (K-1 values)")
-    tv.add_argument("--seed", type=int, default=0)
-    tv.add_argument("--data-dir", default=None)
     tv.add_argument("--out", required=True, help="output folder (a rerun resumes its training)")
-    tv.add_argument("--quiet", action="store_true", help="no progress bars")
     tv.set_defaults(func=_cmd_train_victim)
 
+
+def _slowdown_command(commands, debug, common, quiet) -> None:
+    """DeepSloth against a saved victim."""
     sd = commands.add_parser(
         "slowdown",
-        parents=[debug],
+        parents=[debug, common, quiet],
         help="DeepSloth against a saved multi-exit victim: accuracy and efficacy before and after",
         description="Attack test images of a saved victim (white box; pass a stolen or other surrogate "
         "model as --checkpoint and evaluate its images on the victim for a black-box attack). Writes "
@@ -333,11 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--steps", type=int, default=30, help="PGD steps (universal: epochs)")
     sd.add_argument("--defense", default="none", choices=["none", "jpeg90", "jpeg75", "smooth"])
     sd.add_argument("--out", default="outputs/slowdown")
-    sd.add_argument("--data-dir", default=None)
-    sd.add_argument("--seed", type=int, default=0)
-    sd.add_argument("--quiet", action="store_true", help="no progress bars")
     sd.set_defaults(func=_cmd_slowdown)
 
+
+def _serve_command(commands, debug) -> None:
+    """A saved victim over HTTP."""
     sv = commands.add_parser(
         "serve",
         parents=[debug],
@@ -367,13 +384,14 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--seed", type=int, default=0, help="of the random delays")
     sv.set_defaults(func=_cmd_serve)
 
+
+def _data_command(commands, debug, data_dir) -> None:
+    """Decode, cache and describe datasets."""
     info = commands.add_parser(
-        "data", parents=[debug], help="load datasets (decoding and caching them) and describe them"
+        "data", parents=[debug, data_dir], help="load datasets (decoding and caching them) and describe them"
     )
     info.add_argument("names", nargs="*", help="dataset names (default: all known)")
-    info.add_argument("--data-dir", default=None)
     info.set_defaults(func=_cmd_data)
-    return parser
 
 
 def _is_user_error(err: BaseException) -> bool:

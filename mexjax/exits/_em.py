@@ -22,6 +22,13 @@ from jax.scipy.special import log_ndtr, logsumexp
 
 MAX_COMPONENTS = 12
 ITERATIONS = 40
+# Compiled shapes: every fit pads its samples' bins to a power of two (at least MIN_BINS), its batch of
+# starts to one of BATCHES (then multiples of the last), and a density on a grid is computed in chunks of
+# GRID_CHUNK points over all MAX_COMPONENTS: a model search compiles a handful of programs, not one per
+# number of exits, grid and batch.
+MIN_BINS = 256
+BATCHES = (1, 8, 32)
+GRID_CHUNK = 4096
 SIGMA_RANGE = (0.15, 3.0)  # standardized units: the pooled noise spread is 1
 TAU_RANGE = (0.05, 20.0)
 RHO_RANGE = (1e-3, 0.6)
@@ -123,6 +130,14 @@ def _em_many(params, active, u, counts, hi):
     return jax.vmap(_em, in_axes=(0, 0, None, None, None))(params, active, u, counts, hi)
 
 
+def _batch_bucket(n: int) -> int:
+    """The compiled batch size that holds n starts (BATCHES, then multiples of the last)."""
+    for size in BATCHES:
+        if n <= size:
+            return size
+    return BATCHES[-1] * math.ceil(n / BATCHES[-1])
+
+
 @jax.jit
 def _grid_parts(mu, sigma, log_w, lam, rho, hi, grid):
     core, tail, bg = _log_parts(grid, mu, sigma, log_w, lam, rho, hi)
@@ -139,7 +154,7 @@ class Fitter:
         bins = int(min(max((self.hi - self.lo) * 16, 1024), 1 << 16))  # bins of <= 1/16 of the spread
         counts, edges = np.histogram(u, bins=bins, range=(self.lo, self.hi + 1e-6))
         full = np.flatnonzero(counts)
-        size = 1 << math.ceil(math.log2(max(full.size, 64)))
+        size = 1 << math.ceil(math.log2(max(full.size, MIN_BINS)))
         centres = 0.5 * (edges[:-1] + edges[1:])
         self.u = jnp.asarray(np.pad(centres[full], (0, size - full.size), mode="edge"), jnp.float32)
         self.counts = jnp.asarray(np.pad(counts[full], (0, size - full.size)), jnp.float32)
@@ -157,7 +172,7 @@ class Fitter:
             lams.append(1.0 / tau)
             rhos.append(rho)
             actives.append(np.arange(MAX_COMPONENTS) < k)
-        batch = 1 << math.ceil(math.log2(len(starts)))  # few compiled batch sizes
+        batch = _batch_bucket(len(starts))
         fill = batch - len(starts)
 
         def stack(xs):
@@ -200,17 +215,29 @@ class Fitter:
     def log_parts(self, m: Mixture, grid: np.ndarray, with_core: bool = False):
         """log(w_k f_k) on the grid f64[G, K] and the background's log density f64[G] (and first the
         cores' log(w_k (1 - rho) N_k) with_core)."""
-        core, comp, bg = _grid_parts(
-            jnp.asarray(m.mu, jnp.float32),
-            jnp.asarray(m.sigma, jnp.float32),
-            jnp.asarray(np.log(np.maximum(m.weight, 1e-30)), jnp.float32),
+        k = len(m.mu)
+        pad = MAX_COMPONENTS - k
+        log_w = np.log(np.maximum(m.weight, 1e-30))
+        params = (
+            jnp.asarray(np.pad(m.mu, (0, pad)), jnp.float32),
+            jnp.asarray(np.pad(m.sigma, (0, pad), constant_values=1.0), jnp.float32),
+            jnp.asarray(np.concatenate([log_w[:k], np.full(pad, -np.inf), log_w[k:]]), jnp.float32),
             jnp.float32(1.0 / m.tau),
             jnp.float32(m.rho),
             self.hi_u,
-            jnp.asarray(grid, jnp.float32),
         )
-        out = (np.asarray(comp, np.float64), np.asarray(bg, np.float64))
-        return (np.asarray(core, np.float64), *out) if with_core else out
+        grid = np.asarray(grid, np.float64)
+        parts = [[], [], []]
+        for start in range(0, grid.size, GRID_CHUNK):
+            chunk = grid[start : start + GRID_CHUNK]
+            padded = np.pad(chunk, (0, GRID_CHUNK - chunk.size), mode="edge")
+            for part, value in zip(
+                parts, _grid_parts(*params, jnp.asarray(padded, jnp.float32)), strict=True
+            ):
+                part.append(np.asarray(value, np.float64)[: chunk.size])
+        core, comp, bg = (np.concatenate(part) for part in parts)
+        out = (comp[:, :k], bg)
+        return (core[:, :k], *out) if with_core else out
 
     def expected_counts(self, m: Mixture) -> np.ndarray:
         return m.weight[:-1] * self.n
