@@ -28,7 +28,7 @@ if __package__ in (None, ""):  # run as a script: the repository root holds the 
 from experiments import slowdown as sok
 from experiments._common import finished, machines, pick_scale, stamp
 from experiments.cli import runner_parser
-from mexjax import data, defenses, nets, train, victim_training
+from mexjax import data, defenses, nets, oracle, train, victim_training
 from mexjax.attacks import steal
 from mexjax.results import append_record, read_records
 
@@ -74,7 +74,7 @@ PAPER = "DivQAT: victim accuracy within 1 point of QAT; stolen accuracy and fide
 
 
 def defended_victims(scale_name: str, names, args) -> dict:
-    """name -> steal.DefendedVictim, fine-tuned defenses cached under outputs/extraction/<scale>/."""
+    """name -> oracle.DeployedModel, fine-tuned defenses cached under outputs/extraction/<scale>/."""
     scale, sok_scale = get_config(scale_name), sok.get_config(scale_name)
     outputs = Path(args.outputs)
     folder = outputs / "victims" / scale_name / f"sok_cifar10_resnet56_k{sok_scale.num_exits}"
@@ -117,7 +117,7 @@ def defended_victims(scale_name: str, names, args) -> dict:
             output, model = (model, "none") if model != "none" else ("", "none")
         qnet, qvars = (net, variables) if model == "none" else quantized(model)
         defense = {"": None, "rs": defenses.reverse_sigmoid(), "dcp": defenses.dcp()}[output]
-        victims[name] = steal.DefendedVictim(name, qnet, qvars, thresholds, defense)
+        victims[name] = oracle.DeployedModel(qnet, qvars, thresholds, defense, name=name)
     return victims
 
 

@@ -1,12 +1,49 @@
 """Metrics of the stealing and slowdown work: accuracy, fidelity, closeness, cost, exit prediction.
 
 All take plain arrays (labels and 0-based exits per sample) and return Python floats or numpy arrays;
-each model is evaluated under its own thresholds before these are called.
+each model is evaluated under its own thresholds before these are called. `evaluate` is the one place
+that runs a deployed model under its own policy and compares it with another (a victim): every attack,
+runner, the demo and the notebooks report through it.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from mexjax.nets import exit_flops as _exit_flops
+from mexjax.oracle import DeployedModel
+
+
+def evaluate(model: DeployedModel, images, labels=None, *, reference: DeployedModel | None = None) -> dict:
+    """`model` answering `images` as it is served (real batched early exit under its thresholds, its
+    output defense applied): accuracy (with labels), mean FLOPs and their share of the full network,
+    efficacy, the exit histogram; with a `reference` (the victim) also fidelity, closeness, exit
+    agreement and the same figures of the reference, prefixed `reference_`."""
+    exits, probs = model.answer(images)
+    out = _answer_figures(model, exits, probs, labels)
+    if reference is not None:
+        ref_exits, ref_probs = reference.answer(images)
+        ref = _answer_figures(reference, ref_exits, ref_probs, labels)
+        out.update({f"reference_{k}": v for k, v in ref.items()})
+        predicted, ref_labels = probs.argmax(-1), ref_probs.argmax(-1)
+        out["fidelity"] = fidelity(predicted, ref_labels)
+        out["closeness"] = closeness(predicted, exits, ref_labels, ref_exits)
+        out["exit_agreement"] = exit_agreement(exits, ref_exits)
+    return out
+
+
+def _answer_figures(model: DeployedModel, exits, probs, labels) -> dict:
+    flops = np.asarray(_exit_flops(model.net), np.float64)
+    out = {
+        "mean_flops": mean_flops(exits, flops),
+        "flops_ratio": mean_flops(exits, flops) / flops[-1],
+        "exit_histogram": np.bincount(exits, minlength=model.net.num_exits).tolist(),
+    }
+    if model.net.num_exits >= 2:
+        out["efficacy"] = efficacy(exits, flops)
+    if labels is not None:
+        out["accuracy"] = accuracy(probs.argmax(-1), labels)
+    return out
 
 
 def _same_length(*arrays):

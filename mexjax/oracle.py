@@ -27,6 +27,33 @@ from mexjax import exits as mexits
 from mexjax.nets import MultiExitNet, exit_flops
 
 
+@dataclasses.dataclass(frozen=True)
+class DeployedModel:
+    """A model as it is served: the network, its variables, its output strategy (K - 1 exit thresholds;
+    None: every answer from the final exit) and an optional output defense on the answers. The one
+    record every evaluation takes (`metrics.evaluate`): a victim, a defended victim, a stolen copy."""
+
+    net: MultiExitNet
+    variables: dict
+    thresholds: np.ndarray | None = None
+    defense: object = None  # defenses.OutputDefense (pure init / apply on probabilities) or None
+    name: str = ""
+
+    def answer(self, images) -> tuple[np.ndarray, np.ndarray]:
+        """(exit int32[N], probabilities f32[N, C]) under real batched early exit (evaluation: no
+        budget, no clock); the output defense, if any, is applied to the answers in one call."""
+        x = np.asarray(self.net.check_inputs(images))
+        if self.thresholds is None:
+            probs = np.asarray(jax.nn.softmax(self.net.logits(self.variables, x)[-1], axis=-1))
+            exit_ids = np.full(len(x), self.net.num_exits - 1, np.int32)
+        else:
+            runner = self.net.runner(tile=8, buckets=(8, 32, 128, 512))
+            exit_ids, probs = runner.early_exit_batched(self.variables, x, self.thresholds)
+        if self.defense is not None and len(probs):
+            probs, _ = self.defense.apply(jnp.asarray(probs), self.defense.init())
+        return np.asarray(exit_ids), np.asarray(probs)
+
+
 class BudgetExhausted(RuntimeError):
     """The query budget is spent; `answered` holds the QueryResult of what was answered."""
 
@@ -267,6 +294,12 @@ def check_passes(passes) -> int:
 def evaluation_view(oracle: Oracle):
     """Ground truth for evaluation code only: (victim net, variables, thresholds)."""
     return oracle._net, oracle._variables, oracle._thresholds
+
+
+def deployed(oracle: Oracle) -> DeployedModel:
+    """Ground truth for evaluation code only: the victim behind `oracle` as it answers (with its
+    output defense), for `metrics.evaluate`. Attack code must never call this."""
+    return DeployedModel(oracle._net, oracle._variables, oracle._thresholds, oracle.defense)
 
 
 def true_exits(oracle: Oracle, images) -> np.ndarray:

@@ -18,7 +18,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from mexjax import data, exits, nets, results, train
+from mexjax import data, exits, metrics, nets, oracle, results, train
 
 NO_FLIP = {"gtsrb", "svhn"}  # mirrored signs and digits change meaning
 
@@ -53,20 +53,19 @@ def input_shape_for(image_shape) -> tuple[int, int, int]:
 
 
 def evaluate(net, variables, ds: data.Dataset, thresholds) -> dict:
-    """Per-exit accuracy, accuracy and mean FLOPs under thresholds, exit histogram."""
+    """Per-exit accuracy (every exit on every image), then the victim as deployed (`metrics.evaluate`):
+    accuracy and mean FLOPs under the thresholds, exit histogram."""
     probs = train.predict(net, variables, ds.images)
     per_exit = (probs.argmax(-1) == ds.labels).mean(axis=1)
-    acc, exit_ids = exits.policy_outcome(probs, ds.labels, np.asarray(thresholds, np.float32))
-    exit_ids = np.asarray(exit_ids)
-    flops = np.asarray(nets.exit_flops(net), np.float64)
-    histogram = np.bincount(exit_ids, minlength=net.num_exits)
+    deployed = oracle.DeployedModel(net, variables, np.asarray(thresholds, np.float32))
+    scores = metrics.evaluate(deployed, ds.images, ds.labels)
     return {
         "accuracy_per_exit": [round(float(a), 4) for a in per_exit],
-        "accuracy_early_exit": round(float(acc), 4),
-        "mean_flops": float(flops[exit_ids].mean()),
-        "full_flops": float(flops[-1]),
-        "flops_ratio": round(float(flops[exit_ids].mean() / flops[-1]), 4),
-        "exit_histogram": histogram.tolist(),
+        "accuracy_early_exit": round(float(scores["accuracy"]), 4),
+        "mean_flops": float(scores["mean_flops"]),
+        "full_flops": float(nets.exit_flops(net)[-1]),
+        "flops_ratio": round(float(scores["flops_ratio"]), 4),
+        "exit_histogram": scores["exit_histogram"],
     }
 
 

@@ -115,3 +115,43 @@ def test_best_boundary_accuracy_known_cases():
         metrics.best_boundary_accuracy([1.0, 2.0], [0])
     with pytest.raises(ValueError, match="finite"):
         metrics.best_boundary_accuracy([1.0, np.nan], [0, 1])
+
+
+def test_evaluate_runs_a_deployed_model_under_its_own_policy_and_defense():
+    """Hand-computable cases: threshold 0 sends every image out at exit 1, no thresholds run the whole
+    net; a model compared with itself agrees everywhere; an output defense that reverses the classes
+    turns every answer wrong against labels taken from the undefended answers."""
+    import jax
+
+    from mexjax import defenses, nets, oracle
+
+    net = nets.build("vgg16", num_classes=4, num_exits=3, width=0.125)
+    variables = net.init(jax.random.key(0))
+    images = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    flops = np.asarray(nets.exit_flops(net), np.float64)
+
+    first = oracle.DeployedModel(net, variables, np.zeros(2, np.float32))
+    scores = metrics.evaluate(first, images)
+    assert scores["exit_histogram"] == [20, 0, 0] and scores["mean_flops"] == flops[0]
+    assert scores["flops_ratio"] == flops[0] / flops[-1]
+    assert scores["efficacy"] == pytest.approx(1 - flops[0] / flops[-1])
+
+    whole = oracle.DeployedModel(net, variables)
+    exits, probs = whole.answer(images)
+    assert np.all(exits == 2)
+    labels = probs.argmax(-1)
+    scores = metrics.evaluate(whole, images, labels, reference=whole)
+    assert scores["exit_histogram"] == [0, 0, 20] and scores["efficacy"] == 0.0
+    assert scores["accuracy"] == 1.0 and scores["reference_accuracy"] == 1.0
+    assert scores["fidelity"] == scores["closeness"] == scores["exit_agreement"] == 1.0
+
+    scores = metrics.evaluate(first, images, labels, reference=whole)
+    assert scores["exit_agreement"] == 0.0 and scores["closeness"] == 0.0  # exits never match
+    assert scores["reference_exit_histogram"] == [0, 0, 20]
+
+    reverse = defenses.OutputDefense(init=lambda: None, apply=lambda p, state: (p[:, ::-1], state))
+    guarded = oracle.DeployedModel(net, variables, defense=reverse)
+    flipped = guarded.answer(images)[1]
+    np.testing.assert_array_equal(flipped, probs[:, ::-1])
+    assert np.all(probs.max(-1) > np.sort(probs, -1)[:, -2])  # no ties: the reversed argmax is 3 - label
+    assert metrics.evaluate(guarded, images, labels)["accuracy"] == 0.0

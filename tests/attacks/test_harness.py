@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from mexjax import defenses
+from mexjax import defenses, oracle
 from mexjax.attacks import steal
 from tests.train.test_fit import _toy
 
 
 def _victim(toy_victim, name="none", defense=None):
     net, variables, _ = toy_victim
-    return steal.DefendedVictim(name, net, variables, np.array([0.9, 0.9], np.float32), defense)
+    return oracle.DeployedModel(net, variables, np.array([0.9, 0.9], np.float32), defense, name=name)
 
 
 @pytest.mark.parametrize("attack", steal._harness.ATTACKS)
@@ -40,8 +40,8 @@ def test_every_attack_gives_one_record(toy_victim, attack):
 
 def test_deployed_answers_apply_the_defense(toy_victim):
     images = toy_victim[2].images[:16]
-    plain = steal.deployed_answers(_victim(toy_victim), images)
-    guarded = steal.deployed_answers(_victim(toy_victim, "rs", defenses.reverse_sigmoid(0.5, 0.8)), images)
+    plain = _victim(toy_victim).answer(images)[1]
+    guarded = _victim(toy_victim, "rs", defenses.reverse_sigmoid(0.5, 0.8)).answer(images)[1]
     np.testing.assert_allclose(guarded, defenses.reverse_sigmoid(0.5, 0.8).apply(plain, ())[0], rtol=1e-5)
 
 

@@ -61,8 +61,8 @@ def toy_pool(seed: int) -> np.ndarray:
 
 def victim_top1(net, variables) -> np.ndarray:
     """The deployed victim's top-1 on the held-out images (evaluation: costs no query)."""
-    victim = steal.DefendedVictim("none", net, variables, THRESHOLDS)
-    return steal.deployed_answers(victim, HELD_OUT.images).argmax(-1)
+    victim = oracle.DeployedModel(net, variables, THRESHOLDS)
+    return victim.answer(HELD_OUT.images)[1].argmax(-1)
 
 
 def knockoff_fidelity(net, variables, reference, queries, seed: int, defense=None) -> float:
@@ -97,8 +97,8 @@ def unsure_victim():
 def keeps_top1(setup, defense) -> bool:
     """Whether the deployed victim's top-1 on the held-out images is the same with `defense`."""
     net, variables, reference = setup
-    guarded = steal.DefendedVictim("guarded", net, variables, THRESHOLDS, defense)
-    return bool(np.array_equal(steal.deployed_answers(guarded, HELD_OUT.images).argmax(-1), reference))
+    guarded = oracle.DeployedModel(net, variables, THRESHOLDS, defense)
+    return bool(np.array_equal(guarded.answer(HELD_OUT.images)[1].argmax(-1), reference))
 
 
 def test_reverse_sigmoid_lowers_knockoff_fidelity(sure_victim):
@@ -134,7 +134,7 @@ def test_dcp_lowers_knockoff_fidelity_of_an_unsure_victim(unsure_victim):
     gate = 0.9
     defense = defenses.dcp(gate=gate, beta=0.9, gamma=0.9)
     assert keeps_top1(unsure_victim, defense)
-    answers = steal.deployed_answers(steal.DefendedVictim("none", net, variables, THRESHOLDS), toy_pool(0))
+    answers = oracle.DeployedModel(net, variables, THRESHOLDS).answer(toy_pool(0))[1]
     assert np.mean(answers.max(-1) < gate) > 0.9  # DCP acts on (nearly) every answer
     plain = mean_fidelity(unsure_victim, toy_pool, SEEDS)
     guarded = mean_fidelity(unsure_victim, toy_pool, SEEDS, defense)

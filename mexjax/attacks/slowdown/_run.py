@@ -9,7 +9,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from mexjax import data, defenses, metrics, nets
+from mexjax import data, defenses, metrics, nets, oracle
 from mexjax.attacks.slowdown._deepsloth import SlothConfig, apply_universal, attack, universal
 
 DEFENSES = {
@@ -22,16 +22,14 @@ DEFENSES = {
 
 def outcome(net, variables, thresholds, images, labels) -> dict:
     """Early-exit accuracy, efficacy, FLOPs share and exit histogram under the victim's thresholds."""
-    exit_ids, probs = net.runner(tile=8, buckets=(8, 32, 128, 512)).early_exit_batched(
-        variables, images, thresholds
-    )
-    flops = nets.exit_flops(net)
+    scores = metrics.evaluate(oracle.DeployedModel(net, variables, thresholds), images, labels)
+    exit_ids = np.repeat(np.arange(net.num_exits), scores["exit_histogram"])  # the curve needs shares only
     return {
-        "accuracy": metrics.accuracy(probs.argmax(-1), labels),
-        "efficacy": metrics.efficacy(exit_ids, flops),
-        "flops_ratio": metrics.mean_flops(exit_ids, flops) / flops[-1],
-        "exit_histogram": np.bincount(exit_ids, minlength=net.num_exits).tolist(),
-        "curve": [c.tolist() for c in metrics.efficacy_curve(exit_ids, flops)],
+        "accuracy": scores["accuracy"],
+        "efficacy": scores["efficacy"],
+        "flops_ratio": scores["flops_ratio"],
+        "exit_histogram": scores["exit_histogram"],
+        "curve": [c.tolist() for c in metrics.efficacy_curve(exit_ids, nets.exit_flops(net))],
     }
 
 

@@ -2,11 +2,11 @@
 
 steal(oracle, queries, StealConfig) -> StealResult     timing side channel + two losses + threshold search
 knockoff / noise_attack / es_attack                    the baselines (no timing, global threshold)
-evaluate(oracle, result, images, labels) -> dict       ACC, fidelity, CLO, CC (evaluation code only)
+evaluate(oracle, result, images, labels) -> dict       ACC, fidelity, CLO, CC (via metrics.evaluate)
 performance_loss, strategy_loss, label_loss            per-example losses
 train_student, choose_thresholds                       the two halves of every attack's training
 dfme / maze / data_free(oracle, student, DataFreeConfig)  data-free extraction (generator + student)
-extract(DefendedVictim, attack, budget=...) -> record     any attack x any defended victim (harness)
+extract(oracle.DeployedModel, attack, budget=...) -> record   any attack x any defended victim (harness)
 few_call(oracle, proxies, FewCallConfig) -> FewCallResult   few-call stealing (active + self-paced)
 folder_proxies / callable_proxies / pool_proxies            proxy image sources (a Dataset per class)
 """
@@ -33,7 +33,7 @@ from mexjax.attacks.steal._fewcall import (
     select_queries,
     selection_weights,
 )
-from mexjax.attacks.steal._harness import DefendedVictim, deployed_answers, extract
+from mexjax.attacks.steal._harness import extract
 from mexjax.attacks.steal._losses import label_loss, performance_loss, strategy_loss
 from mexjax.attacks.steal._multiexit import (
     StealConfig,
@@ -59,7 +59,6 @@ __all__ = [
     "TINYIMAGENET_FOR_CIFAR10",
     "DataFreeConfig",
     "DataFreeResult",
-    "DefendedVictim",
     "ESAConfig",
     "FewCallConfig",
     "FewCallResult",
@@ -75,7 +74,6 @@ __all__ = [
     "check_proxies",
     "choose_thresholds",
     "data_free",
-    "deployed_answers",
     "dfme",
     "es_attack",
     "evaluate",

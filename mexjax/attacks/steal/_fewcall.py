@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mexjax import data, nets, oracle
+from mexjax import data, metrics, nets, oracle
 from mexjax.attacks.steal._multiexit import StealConfig, train_student
 from mexjax.attacks.steal._proxies import check_proxies
 
@@ -293,13 +293,9 @@ def knockoff_calls(
 def evaluate_few_call(victim: oracle.Oracle, result: FewCallResult, images, labels) -> dict:
     """Evaluation code only (costs no queries): the student's accuracy on labelled `images` and its
     fidelity (agreement with the victim's answers under the victim's own early exit)."""
-    net, variables, thresholds = oracle.evaluation_view(victim)
     images = _fit(np.asarray(images), victim.input_shape)
-    _, victim_probs = net.runner().early_exit_batched(variables, images, thresholds)
-    (logits,) = result.net.logits(result.variables, images)
-    predicted = np.asarray(logits).argmax(-1)
+    student = oracle.DeployedModel(result.net, result.variables)  # one exit
+    scores = metrics.evaluate(student, images, labels, reference=oracle.deployed(victim))
     return dict(
-        accuracy=float(np.mean(predicted == np.asarray(labels))),
-        fidelity=float(np.mean(predicted == np.asarray(victim_probs).argmax(-1))),
-        victim_accuracy=float(np.mean(np.asarray(victim_probs).argmax(-1) == np.asarray(labels))),
+        accuracy=scores["accuracy"], fidelity=scores["fidelity"], victim_accuracy=scores["reference_accuracy"]
     )

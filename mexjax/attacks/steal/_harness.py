@@ -1,11 +1,11 @@
 """One extraction experiment = any attack x any defended victim -> one result record.
 
-A `DefendedVictim` is a (possibly quantized) multi-exit net with its thresholds and an optional output
-defense; `extract` puts it behind a fresh oracle with the given budget, runs one attack (KnockoffNets on
-natural images, DFME or MAZE) and measures what the defender keeps and what the attacker gets, all on
-the test set: the victim's accuracy as deployed (early exit, defense applied), the stolen model's
-accuracy (last exit) and its fidelity (agreement with the deployed victim's answers), the queries spent
-and the wall time.
+The victim is an `oracle.DeployedModel` (a possibly quantized multi-exit net with its thresholds and an
+optional output defense); `extract` puts it behind a fresh oracle with the given budget, runs one attack
+(KnockoffNets on natural images, DFME or MAZE) and measures what the defender keeps and what the attacker
+gets, all on the test set (`metrics.evaluate`): the victim's accuracy as deployed (early exit, defense
+applied), the stolen model's accuracy (last exit) and its fidelity (agreement with the deployed victim's
+answers), the queries spent and the wall time.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from mexjax import nets, oracle
+from mexjax import metrics, nets, oracle
 from mexjax.attacks.steal._baselines import knockoff
 from mexjax.attacks.steal._datafree import DataFreeConfig, data_free, maze_config
 from mexjax.attacks.steal._multiexit import StealConfig
@@ -23,27 +23,8 @@ from mexjax.attacks.steal._multiexit import StealConfig
 ATTACKS = ("knockoff", "dfme", "maze")
 
 
-@dataclasses.dataclass(frozen=True)
-class DefendedVictim:
-    name: str  # e.g. "none", "ptq", "divqat(0.5)+dcp"
-    net: nets.MultiExitNet
-    variables: dict
-    thresholds: np.ndarray
-    defense: object = None  # defenses.OutputDefense or None
-
-
-def deployed_answers(victim: DefendedVictim, images) -> np.ndarray:
-    """The deployed victim's probabilities on `images` (early exit, then the output defense).
-    Evaluation code: it costs no queries."""
-    answering = oracle.Oracle(
-        victim.net, victim.variables, victim.thresholds, budget=len(images),
-        timing=oracle.SimulatedTiming(seconds_per_flop=1e-12), defense=victim.defense,
-    )  # fmt: skip
-    return answering.query(images, timed=False).outputs
-
-
 def extract(
-    victim: DefendedVictim,
+    victim: oracle.DeployedModel,
     attack: str,
     *,
     budget: int,
@@ -84,21 +65,18 @@ def extract(
         variables = result.variables
     seconds = time.perf_counter() - started
 
-    from mexjax import train  # evaluation
-
-    answers = deployed_answers(victim, test_images).argmax(-1)
-    stolen = train.predict(student, variables, test_images)[-1].argmax(-1)
-    labels = np.asarray(test_labels)
+    stolen = oracle.DeployedModel(student, variables)  # evaluated at its final exit
+    scores = metrics.evaluate(stolen, test_images, test_labels, reference=victim)
     return {
         "defense": victim.name,
         "attack": attack,
-        "victim_accuracy": float(np.mean(answers == labels)),
-        "stolen_accuracy": float(np.mean(stolen == labels)),
-        "fidelity": float(np.mean(stolen == answers)),
+        "victim_accuracy": scores["reference_accuracy"],
+        "stolen_accuracy": scores["accuracy"],
+        "fidelity": scores["fidelity"],
         "queries": int(target.used),
         "budget": budget,
         "seconds": round(seconds, 1),
         "queries_per_second": round(target.used / max(seconds, 1e-9), 1),
         "student": f"{student_arch} w{student_width} k{student_exits}",
-        "test_images": len(labels),
+        "test_images": len(test_labels),
     }

@@ -298,27 +298,20 @@ def _batch_size(wanted: int, n: int) -> int:
 
 
 def evaluate(victim: oracle.Oracle, result: StealResult, images, labels) -> dict:
-    """Evaluation code (holds ground truth): student vs victim on a test set, each under its own policy."""
-    v_net, v_variables, v_thresholds = oracle.evaluation_view(victim)
-    v_exits, v_probs = v_net.runner(tile=8, buckets=(8, 32, 128, 512)).early_exit_batched(
-        v_variables, images, v_thresholds
-    )
-    s_exits, s_probs = result.net.runner(tile=8, buckets=(8, 32, 128, 512)).early_exit_batched(
-        result.variables, images, result.thresholds
-    )
-    v_labels, s_labels = v_probs.argmax(-1), s_probs.argmax(-1)
-    v_flops = metrics.mean_flops(v_exits, nets.exit_flops(v_net))
-    s_flops = metrics.mean_flops(s_exits, nets.exit_flops(result.net))
+    """Evaluation code (holds ground truth): student vs victim on a test set, each under its own policy
+    (`metrics.evaluate`), with the attack's bookkeeping."""
+    student = oracle.DeployedModel(result.net, result.variables, result.thresholds, name=result.method)
+    scores = metrics.evaluate(student, images, labels, reference=oracle.deployed(victim))
     out = {
-        "victim_accuracy": metrics.accuracy(v_labels, labels),
-        "accuracy": metrics.accuracy(s_labels, labels),
-        "fidelity": metrics.fidelity(s_labels, v_labels),
-        "closeness": metrics.closeness(s_labels, s_exits, v_labels, v_exits),
-        "exit_agreement": metrics.exit_agreement(s_exits, v_exits),
-        "victim_mean_flops": v_flops,
-        "mean_flops": s_flops,
-        "victim_exit_histogram": np.bincount(v_exits, minlength=v_net.num_exits).tolist(),
-        "exit_histogram": np.bincount(s_exits, minlength=result.net.num_exits).tolist(),
+        "victim_accuracy": scores["reference_accuracy"],
+        "accuracy": scores["accuracy"],
+        "fidelity": scores["fidelity"],
+        "closeness": scores["closeness"],
+        "exit_agreement": scores["exit_agreement"],
+        "victim_mean_flops": scores["reference_mean_flops"],
+        "mean_flops": scores["mean_flops"],
+        "victim_exit_histogram": scores["reference_exit_histogram"],
+        "exit_histogram": scores["exit_histogram"],
         "timing": result.timing,
         "passes": result.passes,
         "queries_used": result.queries_used,
