@@ -151,7 +151,7 @@ def run_row(row: str, scale_name: str, setting: dict, model_dir: Path, progress:
     report = steal.evaluate(evaluator, result, test.images, test.labels)
     held = setting["held_out"]  # natural images never queried: the query distribution
     natural = steal.evaluate(evaluator, result, held, np.zeros(len(held), np.int32))
-    net = oracle.evaluation_view(evaluator)[0]
+    net = oracle.deployed(evaluator).net
     flops = np.asarray(nets.exit_flops(net), np.float64)
     cm = countermeasure(row, scale)
     return {

@@ -291,14 +291,10 @@ def check_passes(passes) -> int:
     return int(passes)
 
 
-def evaluation_view(oracle: Oracle):
-    """Ground truth for evaluation code only: (victim net, variables, thresholds)."""
-    return oracle._net, oracle._variables, oracle._thresholds
-
-
 def deployed(oracle: Oracle) -> DeployedModel:
-    """Ground truth for evaluation code only: the victim behind `oracle` as it answers (with its
-    output defense), for `metrics.evaluate`. Attack code must never call this."""
+    """The model behind `oracle` as it answers (with its output defense): for the owner's side (the
+    server that hosts it) and for evaluation code (`metrics.evaluate`, ground truth). Attack code must
+    never call this: a remote attacker cannot."""
     return DeployedModel(oracle._net, oracle._variables, oracle._thresholds, oracle.defense)
 
 

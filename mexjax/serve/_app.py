@@ -42,7 +42,8 @@ class Service:
         # the served network answers through an in-process oracle (same early exit, same outputs, its
         # output defense if any); its own budget caps all clients together, `config.budget` each one
         self._oracle = victim
-        net, variables, _ = oracle.evaluation_view(victim)  # the owner's side: it knows its network
+        owned = oracle.deployed(victim)  # the owner's side: it knows its network
+        net, variables = owned.net, owned.variables
         self.net = net
         self.config = config
         self.used: dict[str, int] = {}
