@@ -17,6 +17,7 @@ import dataclasses
 import gc
 import numbers
 import time
+from typing import Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -111,6 +112,30 @@ class SimulatedTiming:
         slow = np.asarray(jax.random.uniform(k2, flops.shape)) < self.outliers
         factor = 2.0 + 3.0 * np.asarray(jax.random.uniform(k3, flops.shape), np.float64)
         return np.maximum(np.where(slow, t * factor, t), 1e-9)
+
+
+@runtime_checkable
+class BlackBox(Protocol):
+    """What every attack may use of a victim: its input shape and classes, what it answers (probs or
+    labels), its budget, and `query`. The in-process `Oracle` and the network client
+    (`serve.RemoteOracle`) satisfy it, and so does any recorded or simulated stand-in that has these
+    members; attacks are typed against this, never against one of them."""
+
+    output: str
+    budget: int
+    used: int
+    timing: object
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]: ...
+
+    @property
+    def num_classes(self) -> int: ...
+
+    @property
+    def remaining(self) -> int: ...
+
+    def query(self, images, *, passes: int = 1, timed: bool = True) -> QueryResult: ...
 
 
 class Oracle:

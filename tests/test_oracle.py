@@ -156,3 +156,15 @@ def test_lean_path_answers_bit_for_bit_as_the_jit_path(victim):
         exit_b, probs_b = runner.early_exit_single(variables, images[i : i + 1], thresholds)
         assert exit_a == exit_b
         np.testing.assert_array_equal(probs_a, probs_b)
+
+
+def test_the_oracle_is_a_black_box_and_deployed_gives_its_model(victim):
+    """Attacks are typed against `oracle.BlackBox`; only the owner's side and evaluation code read the
+    model behind it (`oracle.deployed`), defense included."""
+    net, variables, thresholds, _ = victim
+    box = oracle.Oracle(net, variables, thresholds, budget=3, timing=oracle.SimulatedTiming())
+    assert isinstance(box, oracle.BlackBox)
+    assert not isinstance(object(), oracle.BlackBox)
+    model = oracle.deployed(box)
+    assert model.net is net and model.variables is variables and model.defense is None
+    np.testing.assert_array_equal(model.thresholds, thresholds)

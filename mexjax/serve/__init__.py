@@ -1,11 +1,11 @@
 """A multi-exit victim served over HTTP, the attacker's oracle over the network, and timing-leak
 countermeasures (METHODS §7).
 
-create_app(net, variables, thresholds, ServeConfig) -> Starlette app   real early exit per request
+create_app(oracle, ServeConfig) -> Starlette app   the oracle's victim, real early exit per request
 ServeConfig, Countermeasure        server options as data: budget, limits, output, countermeasure
 release_time, slot_end             when an answer may leave (pure; "constant", "uniform",
                                    "exponential"; "batch" answers at slot ends)
-RemoteOracle(url)                  `oracle.Oracle`'s interface over HTTP, timed by round trip
+RemoteOracle(url)                  an `oracle.BlackBox` over HTTP, timed by round trip
 background(app) / serve_forever / child_process   run a server (thread / foreground / child process)
 load_test(url, images, ...)        bounded load test: requests/s and latency percentiles
 encode_npy, decode, RequestError   the wire format and its checks; answer_body: fixed-length answers

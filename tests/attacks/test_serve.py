@@ -99,6 +99,7 @@ def test_decode_accepts_npy_png_and_jpeg():
 def test_remote_answers_equal_the_in_process_oracle(served, victim_setup, expected):
     images = victim_setup[3][:6]
     with serve.RemoteOracle(served, client_id="equal") as remote:
+        assert isinstance(remote, oracle.BlackBox)  # what every attack is typed against
         assert remote.input_shape == (32, 32, 3) and remote.num_classes == 4 and remote.budget == BUDGET
         timed = remote.query(images, passes=2)
         untimed = remote.query(images, timed=False)

@@ -46,7 +46,7 @@ def _baseline_config(config: StealConfig) -> StealConfig:
 
 
 def knockoff(
-    victim: oracle.Oracle,
+    victim: oracle.BlackBox,
     queries: np.ndarray,
     config: StealConfig,
     *,
@@ -59,7 +59,7 @@ def knockoff(
 
 
 def noise_attack(
-    victim: oracle.Oracle,
+    victim: oracle.BlackBox,
     num_queries: int,
     config: StealConfig,
     *,
@@ -120,7 +120,7 @@ def _synthesize(net, variables, key, *, n, steps, step_size, alpha):
 
 
 def es_attack(
-    victim: oracle.Oracle,
+    victim: oracle.BlackBox,
     num_queries: int,
     config: StealConfig,
     esa: ESAConfig = ESAConfig(),

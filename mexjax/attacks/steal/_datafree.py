@@ -192,7 +192,7 @@ def _steps(student: nets.MultiExitNet, generator: Generator, config: DataFreeCon
 
 
 def data_free(
-    victim: oracle.Oracle,
+    victim: oracle.BlackBox,
     student: nets.MultiExitNet,
     config: DataFreeConfig = DataFreeConfig(),
     *,
@@ -257,7 +257,7 @@ def data_free(
     return result()
 
 
-def _check_data_free(victim: oracle.Oracle, student: nets.MultiExitNet) -> None:
+def _check_data_free(victim: oracle.BlackBox, student: nets.MultiExitNet) -> None:
     if victim.output != "probs":
         raise ValueError("DFME and MAZE need the victim's probabilities; this oracle answers labels only")
     if student.input_shape != victim.input_shape or student.num_classes != victim.num_classes:
@@ -299,7 +299,9 @@ class _DataFreeRun:
     replay_p: np.ndarray
 
     @classmethod
-    def start(cls, victim: oracle.Oracle, student: nets.MultiExitNet, config: DataFreeConfig) -> _DataFreeRun:
+    def start(
+        cls, victim: oracle.BlackBox, student: nets.MultiExitNet, config: DataFreeConfig
+    ) -> _DataFreeRun:
         s_key, g_key, key = jax.random.split(jax.random.key(config.seed), 3)
         generator = Generator(victim.input_shape, config.generator_width)
         g_vars = generator.init(g_key, jnp.zeros((2, config.noise_dim)), train=True)
@@ -323,7 +325,7 @@ class _DataFreeRun:
             raise _NonFinite(iteration)
         return z, x, host
 
-    def iteration(self, victim: oracle.Oracle, iteration: int) -> tuple:
+    def iteration(self, victim: oracle.BlackBox, iteration: int) -> tuple:
         """One generator update and the student's updates: (generator loss, [student losses]) as
         device arrays (not waited for)."""
         _, probe, generator_update, student_update = self.steps

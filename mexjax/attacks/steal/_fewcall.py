@@ -172,7 +172,7 @@ def _fit(images, input_shape) -> np.ndarray:
     return np.asarray(data.to_input_shape(images, input_shape)).astype(np.uint8)
 
 
-def _ask(victim: oracle.Oracle, images) -> tuple[np.ndarray, bool]:
+def _ask(victim: oracle.BlackBox, images) -> tuple[np.ndarray, bool]:
     try:
         return victim.query(images, timed=False).outputs, False
     except oracle.BudgetExhausted as stop:
@@ -180,7 +180,7 @@ def _ask(victim: oracle.Oracle, images) -> tuple[np.ndarray, bool]:
         return stop.answered.outputs, True
 
 
-def check_budget(victim: oracle.Oracle, num_classes: int, calls: int) -> None:
+def check_budget(victim: oracle.BlackBox, num_classes: int, calls: int) -> None:
     if victim.remaining < num_classes:
         raise ValueError(
             f"the victim's remaining budget ({victim.remaining} queries) is smaller than the number of "
@@ -195,7 +195,7 @@ def check_budget(victim: oracle.Oracle, num_classes: int, calls: int) -> None:
 
 
 def few_call(
-    victim: oracle.Oracle, proxies: data.Dataset, config: FewCallConfig, *, progress: bool = True
+    victim: oracle.BlackBox, proxies: data.Dataset, config: FewCallConfig, *, progress: bool = True
 ) -> FewCallResult:
     """Steal `victim` with `config.calls_per_class` calls per class spent on `proxies` (see module)."""
     num_classes = victim.num_classes
@@ -265,7 +265,7 @@ def few_call(
 
 
 def knockoff_calls(
-    victim: oracle.Oracle, pool_images, calls: int, config: FewCallConfig, *, progress: bool = True
+    victim: oracle.BlackBox, pool_images, calls: int, config: FewCallConfig, *, progress: bool = True
 ) -> FewCallResult:
     """KnockoffNets with the same calls and student: random natural images of an unrelated pool, soft
     labels, trained as long as the few-call student in total (2 x rounds x epochs)."""
