@@ -203,13 +203,13 @@ def _steal(recorded: Recorded, queries, setting: dict, scale: Scale, progress: b
         arch=scale.student_arch, width=scale.student_width, epochs=scale.student_epochs, passes=scale.passes
     )
     try:
-        return steal.steal(recorded, queries, config, progress=progress), "ours (timing)"
+        return steal.timing_attack(recorded, queries, config, progress=progress), "ours (timing)"
     except ValueError as err:
         if "single exit" not in str(err):
             raise
     plain = dataclasses.replace(config, use_timing=False, num_exits=FALLBACK_EXITS)
     student = f"plain copy, {FALLBACK_EXITS} exits (timing showed one)"
-    return steal.steal(recorded, queries, plain, progress=progress), student
+    return steal.timing_attack(recorded, queries, plain, progress=progress), student
 
 
 def make_setting(scale_name: str, args) -> tuple[dict, Path]:

@@ -233,7 +233,7 @@ def run_attack(setting: Setting, method: str, scale_name: str, *, student_arch=N
     load = os.getloadavg()[0]  # other work on the machine slows answers unevenly: record it
     started = time.perf_counter()
     if method == "ours":
-        result = steal.steal(victim_oracle, setting.pool[: scale.queries], config, progress=progress)
+        result = steal.timing_attack(victim_oracle, setting.pool[: scale.queries], config, progress=progress)
     elif method == "knockoff":
         config = dataclasses.replace(config, epochs=base_epochs)
         result = steal.knockoff(victim_oracle, setting.pool, config, progress=progress)

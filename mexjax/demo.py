@@ -323,7 +323,7 @@ def _attack_part(out_dir: Path, saved, sets: dict, config: DemoConfig, pretraine
         pretrained=pretrained,
         seed=config.seed,
     )
-    ours = steal.steal(victim, query_images, steal_config, workdir=None)
+    ours = steal.timing_attack(victim, query_images, steal_config, workdir=None)
     k = ours.net.num_exits
     knockoff_oracle = oracle.Oracle(net, variables, thresholds, budget=config.budget, timing=timing)
     knockoff_epochs = max(1, int(np.ceil(config.student_epochs * n_ours / n_knockoff)))

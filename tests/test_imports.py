@@ -129,3 +129,14 @@ def test_the_old_victim_module_warns_and_names_the_new_places():
     assert old.VictimConfig is victim_training.VictimConfig
     assert old.prepare is data.fit_dataset and old.fit_to_input is data.fit_to_input
     assert old.machine_description is results.machine_description
+
+
+def test_the_old_name_of_the_timing_attack_warns_and_delegates(monkeypatch):
+    import pytest
+
+    from mexjax.attacks import steal
+    from mexjax.attacks.steal import _timing_attack
+
+    monkeypatch.setattr(_timing_attack, "timing_attack", lambda *a, **k: ("called", a, k))
+    with pytest.warns(DeprecationWarning, match="timing_attack"):
+        assert steal.steal(1, 2, progress=False) == ("called", (1, 2), {"progress": False})

@@ -3,7 +3,7 @@
 `RemoteOracle(url).query(images, passes=...)` sends one image per request on a kept-alive connection
 and measures each request's round trip (`time.perf_counter` around the POST, the answer read in
 full); bodies are encoded before the clock starts. Results say timing="network". Every attack that
-takes an oracle (`attacks.steal.steal`, `knockoff`, ...) runs unchanged against a served victim.
+takes an oracle (`attacks.steal.timing_attack`, `knockoff`, ...) runs unchanged against a served victim.
 It knows only what a client can know: /health (input shape, classes, output kind) and its budget.
 """
 

@@ -263,7 +263,7 @@ def test_steal_through_the_network(served, victim, victim_setup):
     queries = victim_setup[3]
     with serve.RemoteOracle(served, client_id="thief") as remote:
         config = steal.StealConfig(width=0.125, epochs=1, batch_size=32, use_timing=False, num_exits=3)
-        result = steal.steal(remote, queries[:64], config, progress=False)
+        result = steal.timing_attack(remote, queries[:64], config, progress=False)
         assert result.queries_used == remote.used == 64 and result.timing == "network"
     report = steal.evaluate(victim, result, queries[128:], np.zeros(32, np.int32))
     assert report["student_exits"] == 3 and 0 <= report["closeness"] <= report["fidelity"] <= 1

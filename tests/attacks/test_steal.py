@@ -57,7 +57,7 @@ def test_steal_end_to_end_with_simulated_timing(victim_setup, tmp_path):
     queries = victim_setup[3]
     victim = _oracle(victim_setup)
     config = steal.StealConfig(width=0.125, epochs=2, batch_size=32, passes=2)
-    result = steal.steal(victim, queries[:128], config, workdir=tmp_path / "run", progress=False)
+    result = steal.timing_attack(victim, queries[:128], config, workdir=tmp_path / "run", progress=False)
     assert result.net.num_exits == 3 and result.thresholds.shape == (2,)
     assert len(result.boundaries) == 2 and result.boundaries[0] < result.boundaries[1]
     assert result.queries_used == 256 and result.passes == 2 and result.timing == "simulated"
@@ -74,20 +74,20 @@ def test_steal_end_to_end_with_simulated_timing(victim_setup, tmp_path):
 def test_untimed_share_teaches_answers_only(victim_setup, monkeypatch):
     """timed_share: the first half is timed (2 passes), the rest asked once: the budget counts both,
     the exits are read from the timed half, and the untimed half gets no strategy target (-1)."""
-    from mexjax.attacks.steal import _multiexit
+    from mexjax.attacks.steal import _timing_attack
 
     seen = {}
-    real = _multiexit.train_student
+    real = _timing_attack.train_student
 
     def spy(student, images, outputs, targets, config, **kwargs):
         seen.update(images=len(images), targets=np.asarray(targets))
         return real(student, images, outputs, targets, config, **kwargs)
 
-    monkeypatch.setattr(_multiexit, "train_student", spy)
+    monkeypatch.setattr(_timing_attack, "train_student", spy)
     queries = victim_setup[3][:128]
     victim = _oracle(victim_setup)
     config = steal.StealConfig(width=0.125, epochs=1, batch_size=32, passes=2, timed_share=0.5)
-    result = steal.steal(victim, queries, config, progress=False)
+    result = steal.timing_attack(victim, queries, config, progress=False)
     assert result.queries_used == 64 * 2 + 64 and result.answered == 128
     assert len(result.estimated_exits) == 64 and len(result.runtimes) == 64
     assert seen["images"] == 128 and np.all(seen["targets"][64:] == -1)
@@ -99,7 +99,7 @@ def test_untimed_share_teaches_answers_only(victim_setup, monkeypatch):
 
 def test_baseline_and_labels_only(victim_setup):
     queries = victim_setup[3]
-    baseline = steal.steal(
+    baseline = steal.timing_attack(
         _oracle(victim_setup),
         queries[:64],
         steal.StealConfig(width=0.125, epochs=1, batch_size=32, use_timing=False, num_exits=3),
@@ -108,7 +108,7 @@ def test_baseline_and_labels_only(victim_setup):
     assert baseline.estimated_exits is None and "global threshold" in baseline.thresholds_how
     assert baseline.boundaries == []
     assert baseline.queries_used == 64  # no timing repeats for the baseline
-    labels_only = steal.steal(
+    labels_only = steal.timing_attack(
         _oracle(victim_setup, output="labels"),
         queries[:64],
         steal.StealConfig(width=0.125, epochs=1, batch_size=32, passes=1),
@@ -121,7 +121,7 @@ def test_exhausted_budget_stops_cleanly(victim_setup):
     queries = victim_setup[3]
     victim = _oracle(victim_setup, budget=100)
     with pytest.warns(UserWarning, match="budget exhausted"):
-        result = steal.steal(
+        result = steal.timing_attack(
             victim, queries, steal.StealConfig(width=0.125, epochs=1, passes=2), progress=False
         )
     assert result.budget_exhausted and result.answered == 50 and victim.remaining == 0
@@ -166,7 +166,7 @@ def test_ours_copies_the_output_strategy_that_knockoffnets_misses(toy_stealing):
         v = victim()
         ours.append(
             steal.evaluate(
-                v, steal.steal(v, queries, _config(seed), progress=False), test.images, test.labels
+                v, steal.timing_attack(v, queries, _config(seed), progress=False), test.images, test.labels
             )
         )
     v = victim()
@@ -186,7 +186,7 @@ def test_ours_copies_the_output_strategy_that_knockoffnets_misses(toy_stealing):
 def test_labels_only_stealing_learns_the_task(toy_stealing):
     victim, queries, test = toy_stealing
     v = victim("labels")
-    result = steal.steal(v, queries, _config(0), progress=False)
+    result = steal.timing_attack(v, queries, _config(0), progress=False)
     report = steal.evaluate(v, result, test.images, test.labels)
     assert report["accuracy"] >= 0.6, report  # chance is 0.25 on four balanced classes
 

@@ -1,10 +1,10 @@
 """Model stealing against multi-exit networks.
 
-steal(oracle, queries, StealConfig) -> StealResult     timing side channel + two losses + threshold search
+timing_attack(oracle, queries, StealConfig) -> StealResult   timing side channel + two losses + thresholds
 knockoff / noise_attack / es_attack                    the baselines (no timing, global threshold)
 evaluate(oracle, result, images, labels) -> dict       ACC, fidelity, CLO, CC (via metrics.evaluate)
 performance_loss, strategy_loss, label_loss            per-example losses
-train_student, choose_thresholds                       the two halves of every attack's training
+train_student, choose_thresholds, build_student         what every attack shares (`_student`)
 dfme / maze / data_free(oracle, student, DataFreeConfig)  data-free extraction (generator + student)
 extract(oracle.DeployedModel, attack, budget=...) -> record   any attack x any defended victim (harness)
 few_call(oracle, proxies, FewCallConfig) -> FewCallResult   few-call stealing (active + self-paced)
@@ -35,16 +35,6 @@ from mexjax.attacks.steal._fewcall import (
 )
 from mexjax.attacks.steal._harness import extract
 from mexjax.attacks.steal._losses import label_loss, performance_loss, strategy_loss
-from mexjax.attacks.steal._multiexit import (
-    StealConfig,
-    StealResult,
-    build_student,
-    choose_thresholds,
-    evaluate,
-    exit_prediction,
-    steal,
-    train_student,
-)
 from mexjax.attacks.steal._proxies import (
     TINYIMAGENET_FOR_CIFAR10,
     balance_proxies,
@@ -54,6 +44,14 @@ from mexjax.attacks.steal._proxies import (
     pool_proxies,
 )
 from mexjax.attacks.steal._retime import RetimedAnswers, adaptive_timing
+from mexjax.attacks.steal._student import (
+    StealConfig,
+    StealResult,
+    build_student,
+    choose_thresholds,
+    train_student,
+)
+from mexjax.attacks.steal._timing_attack import evaluate, exit_prediction, steal, timing_attack
 
 __all__ = [
     "TINYIMAGENET_FOR_CIFAR10",
@@ -96,5 +94,6 @@ __all__ = [
     "selection_weights",
     "steal",
     "strategy_loss",
+    "timing_attack",
     "train_student",
 ]

@@ -25,14 +25,14 @@ import optax
 from tqdm.auto import tqdm
 
 from mexjax import data, oracle
-from mexjax.attacks.steal._multiexit import (
+from mexjax.attacks.steal._student import (
     StealConfig,
     StealResult,
     build_student,
     choose_thresholds,
-    steal,
     train_student,
 )
+from mexjax.attacks.steal._timing_attack import timing_attack
 from mexjax.train import kl_divergence
 
 
@@ -54,7 +54,7 @@ def knockoff(
     progress: bool = True,
 ) -> StealResult:
     """KnockoffNets: distil the victim's answers on natural `queries` (uint8 images)."""
-    result = steal(victim, queries, _baseline_config(config), workdir=workdir, progress=progress)
+    result = timing_attack(victim, queries, _baseline_config(config), workdir=workdir, progress=progress)
     return dataclasses.replace(result, method="knockoff")
 
 
@@ -73,7 +73,7 @@ def noise_attack(
     config = _baseline_config(config)
     key = jax.random.fold_in(jax.random.key(config.seed), 0x0015E)
     queries = data.noise_images(key, num_queries, victim.input_shape, kind=kind, mean=mean, std=std)
-    result = steal(victim, queries, config, workdir=workdir, progress=progress)
+    result = timing_attack(victim, queries, config, workdir=workdir, progress=progress)
     return dataclasses.replace(result, method="noise")
 
 

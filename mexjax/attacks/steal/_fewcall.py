@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from mexjax import data, metrics, nets, oracle
-from mexjax.attacks.steal._multiexit import StealConfig, train_student
 from mexjax.attacks.steal._proxies import check_proxies
+from mexjax.attacks.steal._student import StealConfig, train_student
 
 
 @dataclasses.dataclass(frozen=True)

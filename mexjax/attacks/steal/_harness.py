@@ -18,7 +18,7 @@ import numpy as np
 from mexjax import metrics, nets, oracle
 from mexjax.attacks.steal._baselines import knockoff
 from mexjax.attacks.steal._datafree import DataFreeConfig, data_free, maze_config
-from mexjax.attacks.steal._multiexit import StealConfig
+from mexjax.attacks.steal._student import StealConfig
 
 ATTACKS = ("knockoff", "dfme", "maze")
 
