@@ -9,6 +9,14 @@ is answered as far as it goes and then refused with `BudgetExhausted`, which car
 Timing modes: "measured" (real wall clock, `time.perf_counter`) and "simulated" (the FLOPs of the exit
 reached x seconds per FLOP x noise; fast and reproducible for tests and sweeps). Every result says
 which mode made it and how many timing passes were taken per query.
+
+Public API:
+  Oracle(net, variables, thresholds, *, budget, output, timing, defense) .query(images, passes, timed)
+  BlackBox            the Protocol every attack is typed against (Oracle, serve.RemoteOracle)
+  QueryResult, BudgetExhausted, SimulatedTiming, measurement_order
+  DeployedModel       a model as served (net, variables, thresholds, output defense); .answer(images)
+  deployed(oracle)    the model behind an oracle: the owner's side and evaluation code only
+  true_exits(oracle, images)   ground truth for evaluation code
 """
 
 from __future__ import annotations
