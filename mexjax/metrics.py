@@ -34,9 +34,10 @@ def evaluate(model: DeployedModel, images, labels=None, *, reference: DeployedMo
 
 def _answer_figures(model: DeployedModel, exits, probs, labels) -> dict:
     flops = np.asarray(_exit_flops(model.net), np.float64)
+    cost = mean_flops(exits, flops)
     out = {
-        "mean_flops": mean_flops(exits, flops),
-        "flops_ratio": mean_flops(exits, flops) / flops[-1],
+        "mean_flops": cost,
+        "flops_ratio": cost / flops[-1],
         "exit_histogram": np.bincount(exits, minlength=model.net.num_exits).tolist(),
     }
     if model.net.num_exits >= 2:

@@ -119,9 +119,8 @@ class DataFreeResult:
     queries_used: int
     iterations: int  # completed iterations
     budget_exhausted: bool
-    history: list[
-        dict
-    ]  # iteration 1, every config.log_every-th and the last: losses averaged since the last record
+    # at iteration 1, every config.log_every-th and the last: the mean losses since the record before
+    history: list[dict]
     config: DataFreeConfig
     seconds: float
     method: str = "dfme"
