@@ -63,14 +63,14 @@ def main(argv=None) -> None:
     net, variables, thresholds = _victim(args.arch, args.width)
     rows = []
     for method in args.methods:
-        config = steal.DataFreeConfig() if method == "dfme" else steal.maze_config()
+        config = steal.DataFreeConfig() if method == "dfme" else steal.datafree.maze_config()
         if args.batch_size is not None:
             config = dataclasses.replace(config, batch_size=args.batch_size)
         budget = config.queries_per_iteration * (args.iterations + 1)
         victim = _oracle(net, variables, thresholds, budget)
         student = nets.build(args.arch, num_classes=10, num_exits=2, width=args.width)
         started = time.perf_counter()
-        result = steal.data_free(victim, student, config, progress=False)
+        result = steal.datafree.data_free(victim, student, config, progress=False)
         total = time.perf_counter() - started
         # steady state: from the end of the first iteration (which compiles) to the end of the last
         first, last = result.history[0], result.history[-1]

@@ -140,7 +140,7 @@ def run(args) -> Path:
             pool = np.asarray(data.to_input_shape(pool.images, victims[cells[0][0]].net.input_shape))
         for d, a in cells:
             budget = scale.knockoff_budget if a == "knockoff" else scale.data_free_budget
-            base = steal.DataFreeConfig() if a == "dfme" else steal.maze_config()
+            base = steal.DataFreeConfig() if a == "dfme" else steal.datafree.maze_config()
             if scale.data_free_batch is not None:
                 base = dataclasses.replace(base, batch_size=scale.data_free_batch)
             record = steal.extract(

@@ -7,7 +7,7 @@ For each budget of 8, 16, 32, 64, 128 calls per class: the few-call attack (acti
 self-paced pseudo-labels) on class-matched proxies, and KnockoffNets with the same calls on random
 natural images; beside them a student trained on victim-domain data with true labels (the full-data
 student, the upper reference). Proxies: the offline default, TinyImageNet images mapped to CIFAR-10
-classes (`steal.TINYIMAGENET_FOR_CIFAR10`). The victim is the SoK runner's VGG16 SDN of the same
+classes (`steal.proxies.TINYIMAGENET_FOR_CIFAR10`). The victim is the SoK runner's VGG16 SDN of the same
 scale (trained if missing). Each finished (method, calls) cell appends a record to
 experiments/results/fewcall_<scale>.jsonl; rerunning skips finished cells; the Markdown table and
 the accuracy-vs-calls plot (PNG) beside it are rewritten.
@@ -146,7 +146,7 @@ def run(args) -> Path:
             if method == "fewcall" or method in ABLATIONS:
                 result = steal.few_call(target, proxies, config, progress=not args.quiet)
             elif method == "knockoff":
-                result = steal.knockoff_calls(
+                result = steal.fewcall.knockoff_calls(
                     target, pool.images, classes * calls, config, progress=not args.quiet
                 )
             else:
@@ -156,7 +156,7 @@ def run(args) -> Path:
                 proxies_per_class=len(proxies) // classes, dataset=args.dataset,
                 student=f"{scale.arch} x{scale.width}",
                 rounds=result.rounds, seconds=round(time.perf_counter() - started, 1),
-                **steal.evaluate_few_call(target, result, test.images, test.labels),
+                **steal.fewcall.evaluate_few_call(target, result, test.images, test.labels),
                 test_images=len(test), scale=args.scale, **stamp(),
             )  # fmt: skip
             append_record(path, record)
@@ -177,10 +177,10 @@ def _full_data(target: oracle.Oracle, scale: Scale, config: steal.FewCallConfig,
     train = data.fit_dataset(train, target.input_shape)
     targets = np.eye(target.num_classes, dtype=np.float32)[train.labels]
     student = dataclasses.replace(config.student_config(), epochs=scale.full_data_epochs, batch_size=128)
-    variables, _ = steal.train_student(
+    variables, _ = steal.student_training.train_student(
         net, np.asarray(train.images), targets, None, student, progress=not args.quiet
     )
-    return steal.FewCallResult(
+    return steal.fewcall.FewCallResult(
         net, variables, np.zeros(0, np.int32), [], 0, False, config, method="full-data"
     )
 

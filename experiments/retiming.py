@@ -6,7 +6,7 @@
 The victim answers `--n` TinyImageNet queries through `oracle.Oracle` (real batch-1 early exit, wall
 clock) while `--load` keeps one core (or both) busy with spinning processes. Each repeat runs both
 attackers back to back, in alternating order: uniform (every query timed `--passes` times, the
-fastest kept, every pass given to the estimator) and adaptive (`steal.adaptive_timing`: one pass
+fastest kept, every pass given to the estimator) and adaptive (`steal.retime.adaptive_timing`: one pass
 each, then the same number of extra queries spent on the queries whose exit is in doubt). Both spend
 n x passes queries. Writes experiments/results/retiming_cpu.{jsonl,md}: exits found, balanced and
 aligned balanced exit accuracy, and the best time-threshold rule's bound on each attacker's times.
@@ -75,7 +75,7 @@ def run(args) -> list[dict]:
                     answers = o.query(images, passes=args.passes)
                     score = _score(answers.pass_runtimes, true)
                 else:
-                    answers = steal.adaptive_timing(o, images, total_passes=args.passes)
+                    answers = steal.retime.adaptive_timing(o, images, total_passes=args.passes)
                     score = _score(answers.runtimes, true)
                     score["rounds"] = answers.rounds
                     score["max_passes_per_query"] = int(answers.passes.max())

@@ -6,13 +6,13 @@
 The victim (a 3-exit full-width FashionMNIST VGG16 SDN at cpu scale) is served by `python -m mexjax
 serve` in a child process (a background thread at tiny scale) under each countermeasure: none,
 constant-time answers (padded to the full network's measured time), uniform and exponential random
-delays, and answers in time slots. The attacker, in this process, sends TinyImageNet images one per
-request over loopback HTTP (`serve.RemoteOracle`, fastest of `passes` round trips), reads the exits from
-the round trips (`exits.estimate_exits`) and steals a student with the unchanged attack code
-(`steal.steal`; when the timing shows one exit only, the plain copy without timing with `FALLBACK_EXITS`
-exits, the attacker's guess). The evaluator, apart, loads the same checkpoint to know the true exits and
-score the student (CLO, fidelity) on FashionMNIST test images. The victim's cost: latency p50/p95 of one
-client, throughput with several concurrent clients (short bounded load tests) and the FLOPs early exit
+delays, and answers in time slots. The attacker, in this process, sends TinyImageNet images one per request
+over loopback HTTP (`serve.RemoteOracle`, fastest of `passes` round trips), reads the exits from the round
+trips (`exits.estimate_exits`) and steals a student with the unchanged attack code (`steal.timing_attack`;
+when the timing shows one exit only, the plain copy without timing with `FALLBACK_EXITS` exits, the
+attacker's guess). The evaluator, apart, loads the same checkpoint to know the true exits and score the
+student (CLO, fidelity) on FashionMNIST test images. The victim's cost: latency p50/p95 of one client,
+throughput with several concurrent clients (short bounded load tests) and the FLOPs early exit
 still saves. Each row is appended to experiments/results/serve_countermeasures_<scale>.jsonl (reruns
 skip it) with the load average, and the Markdown table beside it is rewritten.
 """

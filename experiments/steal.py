@@ -211,7 +211,7 @@ def make_setting(dataset, arch, num_exits, scale_name, *, outputs: Path, data_di
 
 
 def run_attack(setting: Setting, method: str, scale_name: str, *, student_arch=None, num_exits=None,
-               seed=0, progress=True) -> tuple[dict, steal.StealResult]:  # fmt: skip
+               seed=0, progress=True) -> tuple[dict, steal.student_training.StealResult]:  # fmt: skip
     """Run one method against the setting's victim; returns (record, result). Evaluation code."""
     scale = get_config(scale_name)
     timing = "measured" if scale.timing == "measured" else oracle.SimulatedTiming(seconds_per_flop=2e-10)
@@ -293,7 +293,7 @@ def run_attack(setting: Setting, method: str, scale_name: str, *, student_arch=N
 
 
 def _exit_prediction(victim_oracle, result) -> dict:
-    truth = steal.exit_prediction(victim_oracle, result, result.query_images)
+    truth = steal.timing.score_exit_reading(victim_oracle, result, result.query_images)
     return {
         "accuracy": truth["accuracy"],
         "balanced_accuracy": truth["balanced_accuracy"],

@@ -3,6 +3,7 @@ another's private modules, and no module imports itself round a cycle."""
 
 import ast
 import collections
+import inspect
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "mexjax"
@@ -135,8 +136,30 @@ def test_the_old_name_of_the_timing_attack_warns_and_delegates(monkeypatch):
     import pytest
 
     from mexjax.attacks import steal
-    from mexjax.attacks.steal import _timing_attack
+    from mexjax.attacks.steal import timing
 
-    monkeypatch.setattr(_timing_attack, "timing_attack", lambda *a, **k: ("called", a, k))
+    monkeypatch.setattr(timing, "timing_attack", lambda *a, **k: ("called", a, k))
     with pytest.warns(DeprecationWarning, match="timing_attack"):
         assert steal.steal(1, 2, progress=False) == ("called", (1, 2), {"progress": False})
+
+
+def test_the_stealing_package_exports_the_attacks_and_resolves_its_old_names_with_a_warning():
+    """The top level holds the attacks, their configs, the result type and evaluation; what it exported
+    before (building blocks) lives in the attack's module and still resolves from the top, warning."""
+    import pytest
+
+    from mexjax.attacks import steal
+
+    exported = [name for name in steal.__all__ if not inspect.ismodule(getattr(steal, name))]
+    assert len(exported) <= 16, exported
+    for name in ("timing_attack", "knockoff", "noise_attack", "es_attack", "dfme", "maze", "few_call"):
+        assert callable(getattr(steal, name))
+    for old, (module, new) in {
+        "pseudo_labels": ("fewcall", "pseudo_labels"),
+        "StealResult": ("student_training", "StealResult"),
+        "exit_prediction": ("timing", "score_exit_reading"),
+    }.items():
+        with pytest.warns(DeprecationWarning, match=f"steal.{module}.{new}"):
+            assert getattr(steal, old) is getattr(getattr(steal, module), new)
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        steal.nonsense  # noqa: B018

@@ -9,19 +9,26 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
-def exit_features(probs) -> np.ndarray:
-    """probs f32[K, N, C] (every exit's softmax) -> f32[N, 2K]: top-1 probability and entropy/log C."""
-    p = np.asarray(probs, np.float64)
-    if p.ndim != 3 or p.shape[0] < 2:
-        raise ValueError(f"expected per-exit probabilities [K >= 2, N, C]; got shape {p.shape}")
-    if np.isnan(p).any() or p.min() < 0 or not np.allclose(p.sum(-1), 1, atol=1e-3):
-        raise ValueError("expected probabilities (softmax outputs), not logits: rows must sum to 1")
+def exit_features(probs, *, check: bool = True) -> jax.Array:
+    """probs f32[K, N, C] (every exit's softmax) -> f32[N, 2K]: top-1 probability and entropy/log C.
+
+    One definition for the detector and for the adaptive attack, which differentiates through it under
+    jit (there `check=False`: the input check needs concrete values)."""
+    if check:
+        p = np.asarray(probs)
+        if p.ndim != 3 or p.shape[0] < 2:
+            raise ValueError(f"expected per-exit probabilities [K >= 2, N, C]; got shape {p.shape}")
+        if np.isnan(p).any() or p.min() < 0 or not np.allclose(p.sum(-1), 1, atol=1e-3):
+            raise ValueError("expected probabilities (softmax outputs), not logits: rows must sum to 1")
+    p = jnp.asarray(probs, jnp.float32)
     top = p.max(-1)
-    entropy = -np.sum(p * np.log(np.clip(p, 1e-12, 1)), axis=-1) / np.log(p.shape[-1])
-    return np.concatenate([top, entropy], axis=0).T.astype(np.float32)
+    entropy = -jnp.sum(p * jnp.log(jnp.clip(p, 1e-12, 1.0)), axis=-1) / jnp.log(jnp.float32(p.shape[-1]))
+    return jnp.concatenate([top, entropy], axis=0).T
 
 
 @dataclasses.dataclass

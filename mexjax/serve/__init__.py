@@ -15,8 +15,8 @@ encode_npy, decode, RequestError   the wire format and its checks; answer_body: 
 
 from mexjax.serve._app import Service, answer_body, create_app
 from mexjax.serve._codec import NPY, RequestError, check_images, decode, encode_npy
-from mexjax.serve._load import load_test
-from mexjax.serve._policy import KINDS, Countermeasure, ServeConfig, release_time, slot_end
+from mexjax.serve._countermeasures import KINDS, Countermeasure, ServeConfig, release_time, slot_end
+from mexjax.serve._loadtest import load_test
 from mexjax.serve._remote import RemoteError, RemoteOracle
 from mexjax.serve._run import background, child_process, serve_forever
 

@@ -8,7 +8,7 @@ Every client names itself in an `X-Client-Id` header; each image it sends costs 
 budget (429 once spent). Bad requests get a 4xx JSON {"error": message}; the server keeps serving.
 It must never reveal the exit an image took: not in the body, not in a header, not in timing
 metadata, not in the answer's size (`answer_body`); the answer's time is what the countermeasures in
-`_policy` shape.
+`_countermeasures` shape.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from mexjax import oracle
 from mexjax.serve._codec import IMAGE_TYPES, NPY, RequestError, decode
-from mexjax.serve._policy import Countermeasure, ServeConfig, release_time, slot_end
+from mexjax.serve._countermeasures import Countermeasure, ServeConfig, release_time, slot_end
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 BUDGET_HEADER = "X-Budget-Remaining"

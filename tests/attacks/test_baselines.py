@@ -7,7 +7,7 @@ import pytest
 
 from mexjax import nets
 from mexjax.attacks import steal
-from mexjax.attacks.steal import _baselines
+from mexjax.attacks.steal import baselines
 from tests.attacks.conftest import tiny_oracle
 
 CONFIG = steal.StealConfig(width=0.125, epochs=2, batch_size=32, num_exits=3)
@@ -53,8 +53,8 @@ def test_synthesis_moves_the_student_towards_its_targets(victim_setup):
         log_s = jax.nn.log_softmax(net.apply(variables, images)[-1], axis=-1)
         return float(jnp.mean(jnp.sum(target * (jnp.log(target) - log_s), axis=-1)))
 
-    start = _baselines._synthesize(net, variables, key, n=16, steps=0, step_size=0.1, alpha=1.0)
-    tuned = _baselines._synthesize(net, variables, key, n=16, steps=40, step_size=0.1, alpha=1.0)
+    start = baselines._synthesize(net, variables, key, n=16, steps=0, step_size=0.1, alpha=1.0)
+    tuned = baselines._synthesize(net, variables, key, n=16, steps=40, step_size=0.1, alpha=1.0)
     assert float(jnp.min(tuned)) >= 0.0 and float(jnp.max(tuned)) <= 1.0
     assert kl(tuned) < 0.5 * kl(start)  # same start and targets: the optimization is what helped
 

@@ -28,7 +28,11 @@ def test_data_free_attacks_steal_better_than_chance(toy_victim, method):
     budget = 4000
     victim = _oracle(toy_victim, budget, thresholds=(1.0, 1.0))  # answers from its last exit
     small = dict(batch_size=32, generator_lr=1e-3, student_lr=0.05, iterations=1000)
-    config = steal.DataFreeConfig(**small) if method == "dfme" else steal.maze_config(**small, directions=3)
+    config = (
+        steal.DataFreeConfig(**small)
+        if method == "dfme"
+        else steal.datafree.maze_config(**small, directions=3)
+    )
     result = getattr(steal, method)(victim, _student(), config, progress=False)
     assert result.budget_exhausted and result.queries_used <= budget and result.method == method
     assert result.iterations >= 5 and result.history[-1]["iteration"] == result.iterations
@@ -68,7 +72,7 @@ def test_data_free_bad_input(toy_victim):
     # a generator that blows up: an infinite learning rate turns its weights to NaN after its first
     # update, so the student steps of iteration 1 meet NaN images
     config = steal.DataFreeConfig(batch_size=8, iterations=5, generator_lr=float("inf"))
-    with pytest.raises(steal.GeneratorDiverged, match="NaN") as caught:
+    with pytest.raises(steal.datafree.GeneratorDiverged, match="NaN") as caught:
         steal.dfme(_oracle(toy_victim, 10_000), _student(), config, progress=False)
     assert "iteration 1" in str(caught.value) and caught.value.result.iterations == 0
     assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(caught.value.result.variables))

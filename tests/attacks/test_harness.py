@@ -13,7 +13,7 @@ def _victim(toy_victim, name="none", defense=None):
     return oracle.DeployedModel(net, variables, np.array([0.9, 0.9], np.float32), defense, name=name)
 
 
-@pytest.mark.parametrize("attack", steal._harness.ATTACKS)
+@pytest.mark.parametrize("attack", steal.harness.ATTACKS)
 def test_every_attack_gives_one_record(toy_victim, attack):
     test = toy_victim[2]
     budget = 96 if attack == "knockoff" else 2 * 8 * 7  # two data-free iterations of batch 8

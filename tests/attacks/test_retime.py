@@ -1,4 +1,4 @@
-"""Adaptive re-timing (`steal.adaptive_timing`): the budget it spends and what it buys."""
+"""Adaptive re-timing (`steal.retime.adaptive_timing`): the budget it spends and what it buys."""
 
 import jax
 import numpy as np
@@ -31,7 +31,7 @@ def test_adaptive_spends_the_same_budget_on_the_doubtful(victim):
     confident."""
     _, _, _, images = victim
     o = _oracle(victim, 3 * len(images), 0)
-    answers = steal.adaptive_timing(o, images, total_passes=3)
+    answers = steal.retime.adaptive_timing(o, images, total_passes=3)
     assert len(images) < o.used <= 3 * len(images) and answers.passes.sum() == o.used
     assert not answers.exhausted
     assert answers.passes.min() == 1 and answers.passes.max() > 3 and answers.rounds >= 8
@@ -46,13 +46,13 @@ def test_adaptive_spends_the_same_budget_on_the_doubtful(victim):
 def test_adaptive_stops_cleanly_when_the_budget_runs_out(victim):
     _, _, _, images = victim
     o = _oracle(victim, len(images) + 50, 0)  # one pass each and 50 repeats
-    answers = steal.adaptive_timing(o, images, total_passes=3)
+    answers = steal.retime.adaptive_timing(o, images, total_passes=3)
     assert answers.exhausted and o.used == len(images) + 50 and len(answers) == len(images)
 
 
 def test_adaptive_arguments(victim):
     _, _, _, images = victim
     with pytest.raises(ValueError, match="total_passes"):
-        steal.adaptive_timing(_oracle(victim, 10, 0), images[:5], total_passes=0.5)
+        steal.retime.adaptive_timing(_oracle(victim, 10, 0), images[:5], total_passes=0.5)
     with pytest.raises(ValueError, match="confident"):
-        steal.adaptive_timing(_oracle(victim, 10, 0), images[:5], confident=0)
+        steal.retime.adaptive_timing(_oracle(victim, 10, 0), images[:5], confident=0)

@@ -21,10 +21,10 @@ def test_performance_loss_is_the_sum_of_kls():
     rng = np.random.default_rng(0)
     v = rng.dirichlet(np.ones(5), size=3).astype(np.float32)
     s = [rng.normal(size=(3, 5)).astype(np.float32) for _ in range(2)]
-    got = np.asarray(steal.performance_loss([jnp.asarray(x) for x in s], jnp.asarray(v)))
+    got = np.asarray(steal.losses.performance_loss([jnp.asarray(x) for x in s], jnp.asarray(v)))
     ref = sum((v * (np.log(v) - (x - np.log(np.exp(x).sum(1, keepdims=True))))).sum(1) for x in s)
     np.testing.assert_allclose(got, ref, rtol=1e-5)
-    same = steal.performance_loss([jnp.log(jnp.asarray(v))] * 3, jnp.asarray(v))
+    same = steal.losses.performance_loss([jnp.log(jnp.asarray(v))] * 3, jnp.asarray(v))
     np.testing.assert_allclose(np.asarray(same), 0.0, atol=1e-6)
 
 
@@ -32,15 +32,15 @@ def test_strategy_loss_hand_cases():
     logits = [_logits_for_conf(c) for c in (0.5, 0.97, 0.99)]
     cases = {0: 0.95 - 0.5, 1: 0.0, 2: 0.97 - 0.90}  # target exit -> loss (phi1 .95, phi2 .90)
     for target, expected in cases.items():
-        got = float(steal.strategy_loss(logits, jnp.asarray([target], jnp.int32))[0])
+        got = float(steal.losses.strategy_loss(logits, jnp.asarray([target], jnp.int32))[0])
         assert got == pytest.approx(expected, abs=1e-5), target
-    squared = float(steal.strategy_loss(logits, jnp.asarray([0], jnp.int32), squared=True)[0])
+    squared = float(steal.losses.strategy_loss(logits, jnp.asarray([0], jnp.int32), squared=True)[0])
     assert squared == pytest.approx(0.45**2, abs=1e-5)
 
 
 def test_strategy_loss_gradient_raises_confidence_at_the_target():
     def loss(z):
-        return steal.strategy_loss([z, z + 0.0], jnp.asarray([0], jnp.int32))[0]
+        return steal.losses.strategy_loss([z, z + 0.0], jnp.asarray([0], jnp.int32))[0]
 
     z = _logits_for_conf(0.4)
     grad = jax.grad(loss)(z)
@@ -49,7 +49,7 @@ def test_strategy_loss_gradient_raises_confidence_at_the_target():
 
 def test_label_loss_is_cross_entropy_at_every_exit():
     logits = [jnp.asarray([[2.0, 0.0, 0.0]], jnp.float32)] * 2
-    got = float(steal.label_loss(logits, jnp.asarray([0], jnp.int32))[0])
+    got = float(steal.losses.label_loss(logits, jnp.asarray([0], jnp.int32))[0])
     assert got == pytest.approx(2 * -np.log(np.exp(2) / (np.exp(2) + 2)), rel=1e-5)
 
 
@@ -61,7 +61,7 @@ def test_steal_end_to_end_with_simulated_timing(victim_setup, tmp_path):
     assert result.net.num_exits == 3 and result.thresholds.shape == (2,)
     assert len(result.boundaries) == 2 and result.boundaries[0] < result.boundaries[1]
     assert result.queries_used == 256 and result.passes == 2 and result.timing == "simulated"
-    prediction = steal.exit_prediction(victim, result, queries)
+    prediction = steal.timing.score_exit_reading(victim, result, queries)
     assert prediction["accuracy"] > 0.95, prediction
     report = steal.evaluate(victim, result, queries[128:], np.zeros(32, np.int32))
     for key in ("accuracy", "fidelity", "closeness", "exit_agreement"):
@@ -74,16 +74,16 @@ def test_steal_end_to_end_with_simulated_timing(victim_setup, tmp_path):
 def test_untimed_share_teaches_answers_only(victim_setup, monkeypatch):
     """timed_share: the first half is timed (2 passes), the rest asked once: the budget counts both,
     the exits are read from the timed half, and the untimed half gets no strategy target (-1)."""
-    from mexjax.attacks.steal import _timing_attack
+    from mexjax.attacks.steal import timing
 
     seen = {}
-    real = _timing_attack.train_student
+    real = timing.train_student
 
     def spy(student, images, outputs, targets, config, **kwargs):
         seen.update(images=len(images), targets=np.asarray(targets))
         return real(student, images, outputs, targets, config, **kwargs)
 
-    monkeypatch.setattr(_timing_attack, "train_student", spy)
+    monkeypatch.setattr(timing, "train_student", spy)
     queries = victim_setup[3][:128]
     victim = _oracle(victim_setup)
     config = steal.StealConfig(width=0.125, epochs=1, batch_size=32, passes=2, timed_share=0.5)
@@ -92,7 +92,7 @@ def test_untimed_share_teaches_answers_only(victim_setup, monkeypatch):
     assert len(result.estimated_exits) == 64 and len(result.runtimes) == 64
     assert seen["images"] == 128 and np.all(seen["targets"][64:] == -1)
     np.testing.assert_array_equal(seen["targets"][:64], result.estimated_exits)
-    assert steal.exit_prediction(victim, result, queries)["accuracy"] > 0.95
+    assert steal.timing.score_exit_reading(victim, result, queries)["accuracy"] > 0.95
     with pytest.raises(ValueError, match="timed_share"):
         steal.StealConfig(timed_share=0.0)
 
@@ -198,13 +198,13 @@ def test_build_student_warm_starts_from_a_pretrained_backbone(tmp_path):
     source_vars = source.init(jax.random.key(3))
     nets.save(tmp_path / "pre", source, source_vars)
     config = steal.StealConfig(width=0.0625, pretrained=str(tmp_path / "pre"))
-    student, variables = steal.build_student(config, 4, 3, (32, 32, 3))
+    student, variables = steal.student_training.build_student(config, 4, 3, (32, 32, 3))
     assert student.num_exits == 3 and student.num_classes == 4
     assert student.spec.mean == source.spec.mean and student.spec.std == source.spec.std
     got = variables["params"]["units_5"]["Conv_0"]["kernel"]
     np.testing.assert_array_equal(got, source_vars["params"]["units_5"]["Conv_0"]["kernel"])
-    fresh, none = steal.build_student(steal.StealConfig(width=0.0625), 4, 3, (32, 32, 3))
+    fresh, none = steal.student_training.build_student(steal.StealConfig(width=0.0625), 4, 3, (32, 32, 3))
     assert none is None and fresh.spec.mean != source.spec.mean
     wider = steal.StealConfig(width=0.125, pretrained=str(tmp_path / "pre"))
     with pytest.raises(ValueError, match="width 0.0625.*width 0.125"):
-        steal.build_student(wider, 4, 3, (32, 32, 3))
+        steal.student_training.build_student(wider, 4, 3, (32, 32, 3))

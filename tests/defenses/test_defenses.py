@@ -1,5 +1,7 @@
 """Input-transform defenses and the SVM detector."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -62,6 +64,13 @@ def test_exit_features_hand_case():
     np.testing.assert_allclose(f[1], [1.0, 1.0, 0.0, 0.0], atol=1e-6)
     with pytest.raises(ValueError, match="logits"):
         defenses.exit_features(np.full((2, 1, 4), 3.0))
+    # the same definition traced (the adaptive attack differentiates through it), and its gradient
+    traced = jax.jit(lambda p: defenses.exit_features(p, check=False))
+    np.testing.assert_allclose(
+        traced(np.concatenate([uniform, sure], axis=1).astype(np.float32)), f, atol=1e-6
+    )
+    grad = jax.grad(lambda p: defenses.exit_features(p, check=False)[0, 0])(jnp.full((2, 1, 4), 0.25))
+    assert float(grad[0, 0].sum()) > 0  # the top-1 probability grows with the probabilities
 
 
 def test_detector_separates_and_reports():

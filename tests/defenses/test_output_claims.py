@@ -40,7 +40,7 @@ def train_victim(top: float) -> tuple[nets.MultiExitNet, dict]:
     targets = np.where(np.eye(4, dtype=bool)[task.labels], top, (1.0 - top) / 3).astype(np.float32)
     variables = None
     for _ in range(VICTIM_ROUNDS):
-        variables, _ = steal.train_student(
+        variables, _ = steal.student_training.train_student(
             net, task.images, targets, None, CONFIG, variables=variables, progress=False
         )
     return net, variables

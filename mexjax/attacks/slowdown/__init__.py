@@ -11,7 +11,7 @@ run(checkpoint, dataset, out_dir, ...)                what `python -m mexjax slo
 efficacy_figure(outcomes) / plot_efficacy(outcomes, path)   efficacy curves + exit histograms
 """
 
-from mexjax.attacks.slowdown._adaptive import adaptive_attack, exit_features_jax, svm_decision, svm_parameters
+from mexjax.attacks.slowdown._adaptive import adaptive_attack, svm_decision, svm_parameters
 from mexjax.attacks.slowdown._deepsloth import (
     NORMS,
     SlothConfig,
@@ -34,7 +34,6 @@ __all__ = [
     "deepsloth_loss",
     "efficacy_figure",
     "eos_loss",
-    "exit_features_jax",
     "nicg_attack",
     "outcome",
     "plot_efficacy",

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mexjax import defenses
 from mexjax.attacks._pgd import in_chunks, pgd
 from mexjax.attacks.slowdown._deepsloth import SlothConfig, _check, deepsloth_loss
 from mexjax.defenses import Detector
@@ -40,23 +41,17 @@ def svm_decision(params: dict, features: jax.Array) -> jax.Array:
     return jnp.exp(-params["gamma"] * d2) @ params["coef"] + params["bias"]
 
 
-def exit_features_jax(logits) -> jax.Array:
-    """`defenses.exit_features` in jax.numpy, from the exits' logits: [N, 2K]."""
-    probs = [jax.nn.softmax(z.astype(jnp.float32), axis=-1) for z in logits]
-    top = jnp.stack([p.max(-1) for p in probs], axis=1)
-    c = probs[0].shape[-1]
-    entropy = jnp.stack(
-        [-jnp.sum(p * jnp.log(jnp.clip(p, 1e-12, 1.0)), axis=-1) / jnp.log(jnp.float32(c)) for p in probs],
-        axis=1,
-    )
-    return jnp.concatenate([top, entropy], axis=1)
+def _exit_features(logits) -> jax.Array:
+    """The detector's features (`defenses.exit_features`) from the exits' logits, traceable: [N, 2K]."""
+    probs = jnp.stack([jax.nn.softmax(z.astype(jnp.float32), axis=-1) for z in logits])
+    return defenses.exit_features(probs, check=False)
 
 
 @functools.partial(jax.jit, static_argnames=("net", "norm", "steps"))
 def _adaptive_chunk(net, variables, x, params, eps, step, weight, margin, *, norm, steps):
     def loss(xx):
         logits = net.apply(variables, xx)
-        hinge = jax.nn.relu(svm_decision(params, exit_features_jax(logits)) + margin)
+        hinge = jax.nn.relu(svm_decision(params, _exit_features(logits)) + margin)
         return jnp.sum(deepsloth_loss(logits) + weight * hinge)
 
     return pgd(loss, x, eps, step, norm=norm, steps=steps)

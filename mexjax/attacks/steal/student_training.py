@@ -1,8 +1,10 @@
-"""What every stealing attack of this package shares: its config and result, the student, its
-training on the victim's answers (+ the strategy loss where exits were read) and its thresholds.
+"""What every stealing attack of this package shares: the result type, the config of the attacks that
+distil a multi-exit student, the student, its training on the victim's answers (+ the strategy loss
+where exits were read) and its thresholds.
 
-The attacks differ only in where their queries come from and whether they read the victim's timing:
-the timing attack (`_timing_attack`), the baselines (`_baselines`: KnockoffNets, Noise, ES Attack).
+The attacks differ in where their queries come from and whether they read the victim's timing: the
+timing attack (`timing`), the baselines (`baselines`: KnockoffNets, Noise, ES Attack), few-call
+stealing (`fewcall`) and the data-free attacks (`datafree`).
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from mexjax import data, exits, nets, train
-from mexjax.attacks.steal._losses import label_loss, performance_loss, strategy_loss
+from mexjax import data, exits, nets, oracle, train
+from mexjax.attacks.steal.losses import label_loss, performance_loss, strategy_loss
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +32,7 @@ class StealConfig:
     phi2: float = 0.90
     squared_hinge: bool = False
     passes: int = 3  # timing passes per query (each one is a query); with adaptive re-timing, on average
-    retime: str = "uniform"  # "uniform": fastest of `passes` for every query; "adaptive": `_retime`
+    retime: str = "uniform"  # "uniform": fastest of `passes` for every query; "adaptive": `retime`
     # the share of the queries (the first ones) that are timed; the rest are asked once, untimed, and
     # teach the student the victim's answers only (performance loss): more distinct images for the
     # same budget, since every timing pass costs a query
@@ -54,24 +56,53 @@ class StealConfig:
             raise ValueError("without timing the student's number of exits must be given (num_exits)")
 
 
-@dataclasses.dataclass
-class StealResult:
+@dataclasses.dataclass(kw_only=True)
+class AttackResult:
+    """What every attack returns: the stolen model (a student with its thresholds; None: it answers at
+    its last exit) and what stealing it cost. Each attack's result adds its own record."""
+
     net: nets.MultiExitNet
     variables: dict
+    thresholds: np.ndarray | None = None
+    queries_used: int  # oracle queries spent, repeats included
+    budget_exhausted: bool
+    config: object  # the attack's config dataclass
+    method: str
+
+    def deployed(self) -> oracle.DeployedModel:
+        """The stolen model as the attacker would deploy it (its own early exit)."""
+        return oracle.DeployedModel(self.net, self.variables, self.thresholds, name=self.method)
+
+    def bookkeeping(self) -> dict:
+        """What stealing cost and produced, beside the evaluation's figures (`evaluation.evaluate`)."""
+        return {"queries_used": self.queries_used, "student_exits": self.net.num_exits}
+
+
+@dataclasses.dataclass(kw_only=True)
+class StealResult(AttackResult):
+    """A student distilled from the victim's answers (the timing attack and the baselines)."""
+
     thresholds: np.ndarray
     thresholds_how: str
     estimated_exits: np.ndarray | None  # per timed query: the first ones answered (None without timing)
     boundaries: list[float]  # exit boundaries read from the runtimes, in seconds (empty without timing)
     runtimes: np.ndarray  # of the timed queries
     answered: int  # queries answered (images, not counting repeats)
-    queries_used: int  # oracle queries spent, repeats included
-    budget_exhausted: bool
     timing: str
     passes: int
     history: list
     config: StealConfig
     method: str = "ours"  # "ours", "knockoff", "noise" or "esa"
     query_images: np.ndarray | None = None  # the answered queries (uint8), for evaluation on them
+
+    def bookkeeping(self) -> dict:
+        return {
+            "timing": self.timing,
+            "passes": self.passes,
+            "queries_used": self.queries_used,
+            "thresholds_how": self.thresholds_how,
+            "student_exits": self.net.num_exits,
+        }
 
 
 def build_student(
@@ -178,6 +209,8 @@ def choose_thresholds(
 ) -> tuple[np.ndarray, str]:
     """The student's output strategy: searched on the estimated exits (with timing), or one global
     threshold by the SDN rule on the attacker's own queries (baselines). Returns (thresholds, how)."""
+    if student.num_exits == 1:
+        return np.zeros(0, np.float32), "none: a single-exit student answers at its only exit"
     victim_labels = outputs.astype(np.int32) if outputs.ndim == 1 else outputs.argmax(-1).astype(np.int32)
     probs = train.predict(student, variables, images)  # [K, N, C]
     if target_exits is not None:

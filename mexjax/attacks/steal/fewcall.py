@@ -26,9 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mexjax import data, metrics, nets, oracle
-from mexjax.attacks.steal._proxies import check_proxies
-from mexjax.attacks.steal._student import StealConfig, train_student
+from mexjax import data, nets, oracle
+from mexjax.attacks.steal.baselines import knockoff
+from mexjax.attacks.steal.evaluation import evaluate
+from mexjax.attacks.steal.proxies import check_proxies
+from mexjax.attacks.steal.student_training import AttackResult, StealConfig, train_student
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,14 +73,12 @@ class FewCallConfig:
         )  # fmt: skip
 
 
-@dataclasses.dataclass
-class FewCallResult:
-    net: nets.MultiExitNet
-    variables: dict
+@dataclasses.dataclass(kw_only=True)
+class FewCallResult(AttackResult):
+    """A single-exit student (thresholds None) and the record of its rounds."""
+
     queried: np.ndarray  # int32 indices of the proxies sent to the victim, in order
     rounds: list  # per round: calls, pseudo-labels proposed and kept, seconds
-    queries_used: int
-    budget_exhausted: bool
     config: FewCallConfig
     method: str = "fewcall"
 
@@ -261,41 +261,40 @@ def few_call(
         )  # fmt: skip
         if exhausted:
             break
-    return FewCallResult(student, variables, queried, rounds, victim.used, exhausted, config)
+    return FewCallResult(
+        net=student, variables=variables, queried=queried, rounds=rounds, queries_used=victim.used,
+        budget_exhausted=exhausted, config=config,
+    )  # fmt: skip
 
 
 def knockoff_calls(
     victim: oracle.BlackBox, pool_images, calls: int, config: FewCallConfig, *, progress: bool = True
 ) -> FewCallResult:
-    """KnockoffNets with the same calls and student: random natural images of an unrelated pool, soft
-    labels, trained as long as the few-call student in total (2 x rounds x epochs)."""
+    """KnockoffNets (`baselines.knockoff`) with the few-call student and calls: `calls` random natural
+    images of an unrelated pool, the student trained as long as the few-call one in total (2 x rounds x
+    epochs)."""
     if calls < 1 or len(pool_images) < calls:
         raise ValueError(
             f"KnockoffNets needs 1 <= calls <= the pool's {len(pool_images)} images; got {calls}"
         )
-    key = jax.random.key(config.seed)
-    pick, init_key = jax.random.split(key)
+    pick, _ = jax.random.split(jax.random.key(config.seed))  # the images the earlier code chose
     chosen = np.sort(data.permutation(pick, len(pool_images))[:calls]).astype(np.int32)
     images = _fit(np.asarray(pool_images)[chosen], victim.input_shape)
-    outputs, exhausted = _ask(victim, images)
-    student = config.student(victim.num_classes, victim.input_shape)
-    epochs = 2 * config.rounds * config.epochs
-    variables, _ = train_student(
-        student, images[: len(outputs)], _targets(outputs, victim.num_classes), None,
-        dataclasses.replace(config.student_config(), epochs=epochs), variables=student.init(init_key),
-        progress=progress,
+    steal_config = dataclasses.replace(config.student_config(), epochs=2 * config.rounds * config.epochs)
+    stolen = knockoff(victim, images, steal_config, progress=progress)
+    rounds = [dict(round=1, calls=stolen.answered, pseudo_proposed=0, pseudo_kept=0)]
+    return FewCallResult(
+        net=stolen.net, variables=stolen.variables, queried=chosen[: stolen.answered], rounds=rounds,
+        queries_used=stolen.queries_used, budget_exhausted=stolen.budget_exhausted, config=config,
+        method="knockoff",
     )  # fmt: skip
-    rounds = [dict(round=1, calls=len(outputs), pseudo_proposed=0, pseudo_kept=0)]
-    return FewCallResult(student, variables, chosen[: len(outputs)], rounds, victim.used, exhausted, config,
-                         method="knockoff")  # fmt: skip
 
 
 def evaluate_few_call(victim: oracle.Oracle, result: FewCallResult, images, labels) -> dict:
     """Evaluation code only (costs no queries): the student's accuracy on labelled `images` and its
     fidelity (agreement with the victim's answers under the victim's own early exit)."""
     images = _fit(np.asarray(images), victim.input_shape)
-    student = oracle.DeployedModel(result.net, result.variables)  # one exit
-    scores = metrics.evaluate(student, images, labels, reference=oracle.deployed(victim))
+    scores = evaluate(victim, result, images, labels)
     return dict(
-        accuracy=scores["accuracy"], fidelity=scores["fidelity"], victim_accuracy=scores["reference_accuracy"]
+        accuracy=scores["accuracy"], fidelity=scores["fidelity"], victim_accuracy=scores["victim_accuracy"]
     )

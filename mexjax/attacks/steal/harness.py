@@ -16,9 +16,9 @@ import time
 import numpy as np
 
 from mexjax import metrics, nets, oracle
-from mexjax.attacks.steal._baselines import knockoff
-from mexjax.attacks.steal._datafree import DataFreeConfig, data_free, maze_config
-from mexjax.attacks.steal._student import StealConfig
+from mexjax.attacks.steal.baselines import knockoff
+from mexjax.attacks.steal.datafree import DataFreeConfig, data_free, maze_config
+from mexjax.attacks.steal.student_training import StealConfig
 
 ATTACKS = ("knockoff", "dfme", "maze")
 

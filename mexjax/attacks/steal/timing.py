@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from mexjax import exits, metrics, nets, oracle
-from mexjax.attacks.steal._retime import adaptive_timing
-from mexjax.attacks.steal._student import (
+from mexjax.attacks.steal.retime import adaptive_timing
+from mexjax.attacks.steal.student_training import (
     StealConfig,
     StealResult,
     build_student,
@@ -118,39 +118,9 @@ def timing_attack(
     )
 
 
-def evaluate(victim: oracle.Oracle, result: StealResult, images, labels) -> dict:
-    """Evaluation code (holds ground truth): student vs victim on a test set, each under its own policy
-    (`metrics.evaluate`), with the attack's bookkeeping."""
-    student = oracle.DeployedModel(result.net, result.variables, result.thresholds, name=result.method)
-    scores = metrics.evaluate(student, images, labels, reference=oracle.deployed(victim))
-    out = {
-        "victim_accuracy": scores["reference_accuracy"],
-        "accuracy": scores["accuracy"],
-        "fidelity": scores["fidelity"],
-        "closeness": scores["closeness"],
-        "exit_agreement": scores["exit_agreement"],
-        "victim_mean_flops": scores["reference_mean_flops"],
-        "mean_flops": scores["mean_flops"],
-        "victim_exit_histogram": scores["reference_exit_histogram"],
-        "exit_histogram": scores["exit_histogram"],
-        "timing": result.timing,
-        "passes": result.passes,
-        "queries_used": result.queries_used,
-        "thresholds_how": result.thresholds_how,
-        "student_exits": result.net.num_exits,
-    }
-    return out
-
-
-def exit_prediction(victim: oracle.Oracle, result: StealResult, queries) -> dict:
+def score_exit_reading(victim: oracle.Oracle, result: StealResult, queries) -> dict:
     """Evaluation code: how well the timing analysis predicted the answered queries' true exits."""
     if result.estimated_exits is None:
         raise ValueError("this attack did not use timing")
     true = oracle.true_exits(victim, np.asarray(queries[: len(result.estimated_exits)]))
     return metrics.exit_prediction(result.estimated_exits, true)
-
-
-def steal(*args, **kwargs) -> StealResult:
-    """The old name of `timing_attack` (kept so that scripts written against it still run)."""
-    warnings.warn("steal.steal is now steal.timing_attack", DeprecationWarning, stacklevel=2)
-    return timing_attack(*args, **kwargs)

@@ -27,6 +27,7 @@ import optax
 from tqdm.auto import tqdm
 
 from mexjax import nets, oracle
+from mexjax.attacks.steal.student_training import AttackResult
 from mexjax.train import kl_divergence
 
 METHODS = ("dfme", "maze")
@@ -112,13 +113,11 @@ def _student_loss(method, logits, victim_probs):
     return jnp.mean(sum(disagreement(method, victim_probs, lg) for lg in logits))
 
 
-@dataclasses.dataclass
-class DataFreeResult:
-    net: nets.MultiExitNet
-    variables: dict
-    queries_used: int
+@dataclasses.dataclass(kw_only=True)
+class DataFreeResult(AttackResult):
+    """The student trained on generated images (answers at its last exit: thresholds None)."""
+
     iterations: int  # completed iterations
-    budget_exhausted: bool
     # at iteration 1, every config.log_every-th and the last: the mean losses since the record before
     history: list[dict]
     config: DataFreeConfig
@@ -218,8 +217,9 @@ def data_free(
 
     def result():
         return DataFreeResult(
-            student, jax.device_get(run.s_vars), victim.used, done, exhausted, history, config,
-            time.perf_counter() - started, config.method,
+            net=student, variables=jax.device_get(run.s_vars), queries_used=victim.used, iterations=done,
+            budget_exhausted=exhausted, history=history, config=config,
+            seconds=time.perf_counter() - started, method=config.method,
         )  # fmt: skip
 
     def save():

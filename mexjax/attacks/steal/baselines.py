@@ -25,14 +25,14 @@ import optax
 from tqdm.auto import tqdm
 
 from mexjax import data, oracle
-from mexjax.attacks.steal._student import (
+from mexjax.attacks.steal.student_training import (
     StealConfig,
     StealResult,
     build_student,
     choose_thresholds,
     train_student,
 )
-from mexjax.attacks.steal._timing_attack import timing_attack
+from mexjax.attacks.steal.timing import timing_attack
 from mexjax.train import kl_divergence
 
 
