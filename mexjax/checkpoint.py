@@ -4,6 +4,12 @@ A checkpoint holds a pytree (`state`: params, batch stats, optimizer state, coun
 and JSON metadata (`meta`: config, network spec, thresholds, epoch). Restoring goes against an
 abstract pytree (`jax.eval_shape` of a fresh state) so shapes and dtypes are checked; anything that
 does not fit is reported as a CheckpointError naming the directory and what to do.
+
+Public API:
+  Checkpointer(directory, *, max_to_keep=2)   save(step, state, meta) (asynchronous: wait() / close()),
+                                              restore(abstract_state, step=None) -> (state, meta),
+                                              read_meta, latest_step, all_steps
+  CheckpointError                             missing, corrupt, or not matching the model restored into
 """
 
 from __future__ import annotations

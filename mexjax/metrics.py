@@ -4,6 +4,21 @@ All take plain arrays (labels and 0-based exits per sample) and return Python fl
 each model is evaluated under its own thresholds before these are called. `evaluate` is the one place
 that runs a deployed model under its own policy and compares it with another (a victim): every attack,
 runner, the demo and the notebooks report through it.
+
+Public API:
+  evaluate(model, images, labels=None, *, reference=None) -> dict   an `oracle.DeployedModel` as served:
+      accuracy, mean FLOPs, FLOPs share, efficacy, exit histogram; against a reference (the victim)
+      also fidelity, closeness and exit agreement, and the reference's figures prefixed `reference_`
+  accuracy(predicted, labels)                  share of correct labels (ACC)
+  fidelity(student_labels, victim_labels)      share of samples where the student answers the victim's label
+  closeness(s_labels, s_exits, v_labels, v_exits)   CLO: same label at the same exit as the victim
+  exit_agreement(student_exits, victim_exits)  share of samples leaving at the victim's exit
+  mean_flops(exits, exit_flops)                CC: mean FLOPs per sample under its exits
+  efficacy(exits, exit_flops) / efficacy_curve(...)   slowdown efficacy: area under exited share vs cost
+  exit_prediction(estimated, true) -> dict     how well timing read the exits: (balanced) accuracy,
+                                               per-exit recall, in-order aligned scores, confusion
+  aligned_exit_scores(confusion)               the aligned scores from a stored confusion matrix
+  best_boundary_accuracy(runtimes, true)       the best any time-threshold rule scores (exact DP; evaluation)
 """
 
 from __future__ import annotations

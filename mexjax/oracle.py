@@ -13,7 +13,11 @@ which mode made it and how many timing passes were taken per query.
 Public API:
   Oracle(net, variables, thresholds, *, budget, output, timing, defense) .query(images, passes, timed)
   BlackBox            the Protocol every attack is typed against (Oracle, serve.RemoteOracle)
-  QueryResult, BudgetExhausted, SimulatedTiming, measurement_order
+  QueryResult         outputs, fastest runtimes, every pass's times and order, passes, timing mode
+  BudgetExhausted     the refusal past the budget; `.answered` holds what was answered
+  SimulatedTiming     the FLOPs cost model of simulated timing (per-FLOP time, overhead, noise, outliers)
+  measurement_order(passes, n, rng)   the order each pass times the images in (pass 0: image order)
+  check_passes(passes) -> int         timing passes per image, checked before anything is charged
   DeployedModel       a model as served (net, variables, thresholds, output defense); .answer(images)
   deployed(oracle)    the model behind an oracle: the owner's side and evaluation code only
   true_exits(oracle, images)   ground truth for evaluation code

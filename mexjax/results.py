@@ -1,5 +1,13 @@
 """Records as JSON lines (experiment results, training metrics): one record per finished cell or epoch,
-appended, read back on resume. The one reader of such files in mexjax."""
+appended, read back on resume. The one reader of such files in mexjax.
+
+Public API:
+  append_record(path, record)         append one record as a JSON line (creating the folder)
+  read_records(path, *, is_record=None, strict=False, on_skip=None) -> list[dict]   in file order; a line
+                                      cut by an interruption is skipped with a message
+  BadRecordLine                       strict reading: a bad line before the last one (a corrupt file)
+  machine_description() -> str        architecture, CPU cores, JAX version, devices: stored in every record
+"""
 
 from __future__ import annotations
 

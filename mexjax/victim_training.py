@@ -5,6 +5,15 @@
 `train_victim(config)` is what `python -m mexjax train-victim` runs; it returns and writes a result
 record (test accuracy per exit, accuracy and mean FLOPs under the chosen thresholds, the exit
 histogram, the minutes it took and on what machine).
+
+Public API:
+  VictimConfig                         a victim's recipe as plain data (arch, dataset, exits, width, ...)
+  train_victim(config, out_dir) -> dict   train, choose thresholds, evaluate, save (`nets.save`) and
+                                       write result.json and exits.png; a rerun resumes the training
+  load_or_train(config, out_dir)       (net, variables, thresholds, record): the saved victim, or train it
+  evaluate(net, variables, ds, thresholds) -> dict   per-exit accuracy, then `metrics.evaluate` as deployed
+  input_shape_for(image_shape)         the network's input shape (smaller than 32x32: padded to 32x32)
+  plot_exit_histogram(result, path)    the exit histogram of a result record as an image
 """
 
 from __future__ import annotations

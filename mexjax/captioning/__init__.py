@@ -2,15 +2,19 @@
 measures of a captioner (the model itself is `nets.build_captioner`).
 
 Public API:
+Data
   shapes_dataset(n, *, image_size, max_objects, seed) -> CaptionSet   shapes on a grid; length ~ objects
   SHAPE_COLORS / SHAPE_KINDS / shapes_grid / cell_name              what the shapes task draws and names
   load_flickr8k(root, split, *, image_size, limit) -> CaptionSet     official Flickr8k files
   load_coco(root, split, *, image_size, year, limit) -> CaptionSet   official COCO Captions files
-  CaptionSet / split_captions(cset, fractions, *, seed)               images with reference captions; splits
+  CaptionSet / split_captions(cset, fractions, *, seed)             images with reference captions; splits
+Words
   Vocabulary.build(captions, *, min_count) / encode / decode        words <-> <bos> ... <eos> <pad> id rows
   tokenize / normalize_caption                                      lowercase, no punctuation, split on spaces
   bleu4(references, hypotheses) / bleu4_strings(...)                corpus BLEU-4 (nltk's counting)
-  train_captioner(captioner, images, tokens, CaptionTrainConfig)     teacher-forced training (Optax)
+Training and measuring
+  train_captioner(captioner, images, tokens, CaptionTrainConfig)    teacher-forced training (Optax AdamW)
+  caption_loss(captioner, variables, images, tokens)                its loss: next-token CE, padding masked
   caption_outcome(captioner, variables, vocab, images, references)  words, steps, BLEU-4, FLOPs, latency
   step_probabilities / decoding_latency                             per-step softmax; batch-1 time
   save_captioner / load_captioner                                   Orbax checkpoint with the vocabulary

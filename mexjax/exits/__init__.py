@@ -1,9 +1,28 @@
-"""Output strategy and early-exit inference.
+"""Output strategy, early-exit inference, and reading exits from response times.
 
-assign(confidences f32[B, K], thresholds f32[K-1]) -> int32[B]   0-based exit of each sample
-probabilities(logits), confidence(probs), check_thresholds(t, K), select(per_exit, exits)
-ExitRunner(stages, tile=1)  three inference paths that agree exactly: all_exits / policy (a),
-                            early_exit_single (b, batch 1), early_exit_batched (c, compacted buckets)
+Public API:
+The output strategy (0-based exits: a sample leaves at the first exit i < K-1 whose confidence >= t[i])
+  assign(confidences f32[B, K], thresholds f32[K-1]) -> int32[B]   the exit of each sample
+  probabilities(logits) / confidence(probs)            float32 softmax; max-softmax confidence
+  check_thresholds(t, K) -> f32[K-1]                   validated: length K-1, finite, in [0, 1]
+  select(per_exit [K, B, ...], exits) -> [B, ...]      each sample's row at its exit
+  policy_outcome(probs f32[K, N, C], labels, t)        (accuracy, exits int32[N]) under thresholds
+Inference
+  ExitRunner(stages, tile=1, buckets)   three paths that agree exactly: all_exits / policy (a),
+                                        early_exit_single (b, batch 1; `lean` is the oracle's timed path),
+                                        early_exit_batched (c, undecided rows compacted into buckets)
+A victim's thresholds
+  sdn_global_threshold(probs, labels, max_drop=0.02) -> ThresholdChoice   the SDN rule: one global q
+Reading exits from response times (the timing side channel)
+  estimate_exits(runtimes f[N] or f[R, N]) -> (exit_ids int32[N], num_exits)   one mixture of exit times
+  analyse_timing(runtimes) -> TimingFit                the same, with boundaries and per-query confidence
+  fastest(runtimes) / check_runtimes(runtimes)         per-query fastest pass; validated times
+  estimate_exits_density(runtimes)                     the earlier KDE density-rule estimator (a baseline)
+  kde(samples, points, bandwidth) / rule_of_thumb      jnp Gaussian KDE (exact or binned FFT); bandwidth
+Output-strategy search (a student's thresholds that reproduce the victim's exits)
+  search_thresholds(confidences f32[N, K], target_exits) -> f32[K-1]   most queries exit at their target
+  candidates / objective / greedy / coordinate_ascent  its pieces: per-exit candidates, hits, the search
+  brute_force                                          the plain-loop reference the tests compare with
 """
 
 from mexjax.exits._density import kde, rule_of_thumb

@@ -1,14 +1,25 @@
 """A multi-exit victim served over HTTP, the attacker's oracle over the network, and timing-leak
 countermeasures (METHODS §7).
 
-create_app(oracle, ServeConfig) -> Starlette app   the oracle's victim, real early exit per request
-ServeConfig, Countermeasure        server options as data: budget, limits, output, countermeasure
-release_time, slot_end             when an answer may leave (pure; "constant", "uniform",
-                                   "exponential"; "batch" answers at slot ends)
-RemoteOracle(url)                  an `oracle.BlackBox` over HTTP, timed by round trip
-background(app) / serve_forever / child_process   run a server (thread / foreground / child process)
-load_test(url, images, ...)        bounded load test: requests/s and latency percentiles
-encode_npy, decode, RequestError   the wire format and its checks; answer_body: fixed-length answers
+Public API:
+The server
+  create_app(oracle, ServeConfig) -> Starlette app   the oracle's victim, real early exit per request
+  Service(oracle, config)            what the endpoints call: one worker thread, per-client budgets,
+                                     release times
+  answer_body(outputs, output, C)    the JSON answer, its length fixed by the number of answers alone
+  ServeConfig, Countermeasure        server options as data: budget, limits, output, countermeasure
+  KINDS                              countermeasures: "none", "constant", "uniform", "exponential", "batch"
+  release_time, slot_end             when an answer may leave (pure; "batch" answers at slot ends)
+The wire format
+  encode_npy(images) / NPY           a request body and its content type (application/x-npy)
+  decode(body, content_type, ...)    checked images from a request body (.npy, PNG or JPEG)
+  check_images(images, shape, max_batch)   shape, dtype, range and batch-size checks
+  RequestError                       a bad request: its 4xx status and what to fix
+The client and running
+  RemoteOracle(url)                  an `oracle.BlackBox` over HTTP, timed by round trip
+  RemoteError                        the server refused a request (other than for budget)
+  background(app) / serve_forever / child_process   run a server (thread / foreground / child process)
+  load_test(url, images, ...)        bounded load test: requests/s and latency percentiles
 
 `python -m mexjax serve --checkpoint DIR --port P` serves a saved victim.
 """
