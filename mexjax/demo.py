@@ -1,14 +1,14 @@
 """The CPU-sized demo behind the README's main command.
 
-End to end, in timed phases: the data it uses (the victim's test set and the attacker's TinyImageNet
-images, decoded once, then cached); the victim (the CIFAR-10 VGG16-SDN committed in `assets/`, trained
-by the command beside it; trained here when it is missing or damaged, or with `train_victim`), whose
-three inference paths (all exits, batch-1 early exit, batched early exit) are run and compared; the
-attacker's student backbone pre-trained on the attacker's own labelled TinyImageNet images (committed
-too, same fallback); then the stealing attack through the timing side channel with KnockoffNets beside
-it at the same query budget, the same student and the same training. Every claim of the stealing paper
-that the demo checks is written into the summary as passed or failed (`CLAIMS`); figures and a JSON
-summary are written.
+End to end, in timed phases: the data it uses (the victim's test set and the attacker's TinyImageNet images,
+decoded once, then cached); the victim (the CIFAR-10 VGG16-SDN committed in `assets/`, trained by the
+command beside it; trained here when it is missing or damaged, or with `train_victim`), whose three
+inference paths (all exits, batch-1 early exit, batched early exit) are run and compared; the attacker's
+student, from scratch or (`pretrained_dir`) from a backbone pre-trained on the attacker's own labelled
+TinyImageNet images (trained here when the folder holds none); then the stealing attack through the timing
+side channel with KnockoffNets beside it at the same query budget, the same student and the same training.
+Every claim of the stealing paper that the demo checks is written into the summary as passed or failed
+(`CLAIMS`); figures and a JSON summary are written.
 """
 
 from __future__ import annotations

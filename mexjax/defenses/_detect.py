@@ -65,8 +65,9 @@ def fit_detector(clean_features, attacked_features, *, c: float = 1.0, gamma="sc
 
 
 def detection_report(detector: Detector, clean_features, attacked_features) -> dict:
-    """Accuracy (balanced classes as given) and ROC AUC on held-out clean vs attacked rows; plus the
-    share of attacked rows that get through (the adaptive attacker's success)."""
+    """Accuracy (balanced classes as given) and ROC AUC on held-out clean vs attacked rows; the share of
+    attacked rows caught (`detected_attacks`: 1 minus the adaptive attacker's success) and of clean rows
+    flagged (`false_alarms`)."""
     from sklearn.metrics import roc_auc_score
 
     clean, attacked = np.asarray(clean_features), np.asarray(attacked_features)

@@ -50,7 +50,8 @@ def test_step_probabilities_feed_the_detector(task):
     probs = captioning.step_probabilities(captioner, variables, shapes.images[:5], steps=4, batch_size=2)
     assert probs.shape == (4, 5, captioner.spec.vocab_size)
     logits = captioner.free_running(variables, shapes.images[:5] / 255.0, 4)
-    np.testing.assert_allclose(probs, np.swapaxes(jax.nn.softmax(logits, axis=-1), 0, 1), atol=1e-5)
+    # the same probabilities through two batchings of float32 kernels: CPUs differ by ~1e-5 there
+    np.testing.assert_allclose(probs, np.swapaxes(jax.nn.softmax(logits, axis=-1), 0, 1), atol=1e-4)
     assert defenses.exit_features(probs).shape == (5, 8)
 
 

@@ -1,12 +1,11 @@
-"""Stealing a multi-exit network through its timing: utility *and* output strategy (seed 000,
-METHODS §3).
+"""Stealing a multi-exit network through its timing: utility *and* output strategy (seed 000, METHODS §3).
 
-The attacker queries the black-box victim (`oracle.BlackBox`: in process or over HTTP), reads each
-query's exit from the answer times (`exits.estimate_exits`), trains a multi-exit student with as many
-exits on the performance loss (KL to the victim's answers at every exit) plus the strategy loss
-(confident at the estimated exit, not before), then searches thresholds that make the student exit where
-the victim did (`_student`). With `use_timing=False` the same code is the baseline: distillation at every
-exit, no timing, and one global threshold chosen on the attacker's own queries.
+The attacker queries the black-box victim (`oracle.BlackBox`: in process or over HTTP), reads each query's
+exit from the answer times (`exits.estimate_exits`), trains a multi-exit student with as many exits on the
+performance loss (KL to the victim's answers at every exit) plus the strategy loss (confident at the
+estimated exit, not before), then searches thresholds that make the student exit where the victim did
+(`student_training`). With `use_timing=False` the same code is the baseline: distillation at every exit, no
+timing, and one global threshold chosen on the attacker's own queries.
 """
 
 from __future__ import annotations
