@@ -234,12 +234,10 @@ def write_markdown(records: list[dict], scale: str, dataset: str = "cifar10") ->
 
 def plot(records: list[dict], path: Path) -> None:
     """Accuracy against calls per class, one line per method (the full-data student as a level)."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: a saved file must not change a notebook's backend
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     for method, style in (("fewcall", "o-"), ("knockoff", "s--")):
         points = sorted((r["calls_per_class"], r["accuracy"]) for r in records if r["method"] == method)
         if points:
@@ -254,7 +252,6 @@ def plot(records: list[dict], path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv=None) -> None:
