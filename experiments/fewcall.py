@@ -181,8 +181,9 @@ def _full_data(target: oracle.Oracle, scale: Scale, config: steal.FewCallConfig,
         net, np.asarray(train.images), targets, None, student, progress=not args.quiet
     )
     return steal.fewcall.FewCallResult(
-        net, variables, np.zeros(0, np.int32), [], 0, False, config, method="full-data"
-    )
+        net=net, variables=variables, queried=np.zeros(0, np.int32), rounds=[], queries_used=0,
+        budget_exhausted=False, config=config, method="full-data",
+    )  # fmt: skip
 
 
 def write_markdown(records: list[dict], scale: str, dataset: str = "cifar10") -> str:
