@@ -23,11 +23,11 @@ def _accuracy(net, variables, test):
     return float(np.mean(train.predict(net, variables, test.images)[-1].argmax(-1) == test.labels))
 
 
-def _steal_within_budget(toy_victim, method):
+def _steal_within_budget(toy_victim, method, seed=0):
     """Run `method` on 4,000 queries of the toy victim; check its budget and history bookkeeping."""
     budget = 4000
     victim = _oracle(toy_victim, budget, thresholds=(1.0, 1.0))  # answers from its last exit
-    small = dict(batch_size=32, generator_lr=1e-3, student_lr=0.05, iterations=1000)
+    small = dict(batch_size=32, generator_lr=1e-3, student_lr=0.05, iterations=1000, seed=seed)
     config = (
         steal.DataFreeConfig(**small)
         if method == "dfme"
@@ -49,15 +49,31 @@ def test_dfme_steals_better_than_chance(toy_victim):
     assert accuracy >= 0.4, accuracy  # 4 balanced classes, 200 test images: chance is 0.25
 
 
+def _held_out_kl(toy_victim, result) -> float:
+    """Mean KL(victim ‖ student) of the last exits on the victim's held-out test images."""
+    net, variables, test = toy_victim
+    victim = train.predict(net, variables, test.images)[-1]
+    student = train.predict(result.net, result.variables, test.images)[-1]
+    log_ratio = np.log(np.maximum(victim, 1e-12)) - np.log(np.maximum(student, 1e-12))
+    return float(np.mean(np.sum(victim * log_ratio, axis=-1)))
+
+
 def test_maze_student_learns_the_victims_answers(toy_victim):
-    """MAZE's stolen accuracy does not reliably beat chance at this size: its student collapsed to one
-    class (0.25) at seeds 0 and 1 of this setting on an AMD EPYC and reached 0.5 at seed 2 (with
-    generator_lr 1e-4: 0.5, 0.5, 0.5, 0.25 at seeds 0-3). What it does reliably: its student learns the
-    victim's answers on the generator's images (the KL it minimizes falls to below 0.6 x its first
-    value; 0.38 x measured)."""
-    result = _steal_within_budget(toy_victim, "maze")
-    first, last = result.history[0]["student_loss"], result.history[-1]["student_loss"]
+    """MAZE's student moves towards the victim on images it never saw: over 4 students (seeds 0-3) its
+    mean KL(victim ‖ student) on the victim's held-out test images is below 1.29, under the 1.386
+    (log 4) of a uniform guess. Its stolen accuracy does not reliably beat chance at this size (single
+    students 0.5-0.75), so the claim is read on the KL, averaged because one student varies a lot.
+
+    Measured on an AMD EPYC, 2026-12-01, single students at seeds 0-9: held-out KL mean 0.88, sd 0.27
+    (the mean of 4: sd 0.135; bar = mean + 3 sd = 1.29). With MAZE's student loss weakened 100x
+    (the KL scaled by 0.01): mean 1.44, sd 0.10; every mean of 4 seeds 1.41-1.45, so the bar catches it.
+    The student's own training KL on the generator's images also falls below 0.6 x its first value
+    (0.13-0.35 x at seeds 0-9; 0.55-0.77 x weakened, where 8 of 10 seeds fail it)."""
+    results = [_steal_within_budget(toy_victim, "maze", seed) for seed in range(4)]
+    first, last = results[0].history[0]["student_loss"], results[0].history[-1]["student_loss"]
     assert last < 0.6 * first, (first, last)
+    kls = [_held_out_kl(toy_victim, result) for result in results]
+    assert np.mean(kls) < 1.29, kls
 
 
 def test_data_free_against_a_defended_oracle_and_checkpoints(toy_victim, tmp_path):
