@@ -62,6 +62,21 @@ def batch1_latency(net, variables, one, repeats: int) -> list[float]:
     return latency
 
 
+def train_state(config, variables):
+    """(optimizer, fresh TrainState) for timing the train step on a copy of `variables` (the step may
+    donate its state)."""
+    tx = train.make_optimizer(config, 100, variables["params"])
+    fresh = jax.tree_util.tree_map(jnp.copy, variables)
+    state = train.TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=fresh["params"],
+        batch_stats=fresh["batch_stats"],
+        opt_state=tx.init(fresh["params"]),
+        fixed={k: v for k, v in fresh.items() if k not in ("params", "batch_stats")},
+    )
+    return tx, state
+
+
 def bench(arch: str, width: float, batch: int, steps: int, dtype: str = "float32") -> dict:
     num_exits = 6 if arch == "mobilenet" else 7
     net = nets.build(arch, num_classes=10, num_exits=num_exits, width=width, dtype=dtype)
@@ -71,15 +86,7 @@ def bench(arch: str, width: float, batch: int, steps: int, dtype: str = "float32
     labels = rng.integers(0, 10, batch).astype(np.int32)
 
     config = train.TrainConfig(epochs=1, batch_size=batch)
-    tx = train.make_optimizer(config, 100, variables["params"])
-    fresh = jax.tree_util.tree_map(jnp.copy, variables)  # the step donates its state
-    state = train.TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=fresh["params"],
-        batch_stats=fresh["batch_stats"],
-        opt_state=tx.init(fresh["params"]),
-        fixed={k: v for k, v in fresh.items() if k not in ("params", "batch_stats")},
-    )
+    tx, state = train_state(config, variables)
     step = jax.jit(train.make_train_step(net, tx, config), donate_argnums=0)
     weights = jnp.asarray(train.loss_weights(config, 0, num_exits))
     xb, yb, key = jnp.asarray(images), jnp.asarray(labels), jax.random.key(1)

@@ -11,7 +11,8 @@ Run it in its own environment:
 
 Measures what benchmarks/bench_nets.py measures (train img/s, eval img/s of all exits, batch-1 latency
 to the first and the last exit) and writes benchmarks/results/torch-<host>-<date>.json; with
---deepsloth, what benchmarks/bench_slowdown.py measures (30-step L∞ DeepSloth PGD, images/s).
+--deepsloth, what benchmarks/bench_slowdown.py measures (30-step L∞ DeepSloth PGD, images/s); with
+--breakdown, the pieces of one train step that benchmarks/bench_train_step.py times.
 """
 
 from __future__ import annotations
@@ -199,6 +200,65 @@ def bench(arch, width, batch, steps):
     }  # fmt: skip
 
 
+def _without_bn(model):
+    """The same model with every batch norm replaced by the identity."""
+    for name, child in model.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(model, name, nn.Identity())
+        else:
+            _without_bn(child)
+    return model
+
+
+def _time_pieces(model, x, y, steps, names):
+    """ms per call of the named pieces of one train step of `model`, and of its eval forward pass."""
+    weights = [0.01] * len(model.ics) + [1.0]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+
+    def loss():
+        return sum(w * F.cross_entropy(o, y) for w, o in zip(weights, model(x), strict=True))
+
+    def forward():
+        with torch.no_grad():
+            loss()
+
+    def forward_backward():
+        opt.zero_grad()
+        loss().backward()
+
+    def step():
+        forward_backward()
+        opt.step()
+
+    pieces = {"forward": forward, "forward_backward": forward_backward, "step": step, "update": opt.step}
+    model.train()
+    step()
+    times = {}
+    for name in names:
+        pieces[name]()
+        times[name] = timed(pieces[name], steps) * 1e3
+    model.eval()
+    with torch.no_grad():
+        model(x)
+        times["eval"] = timed(lambda: model(x), steps) * 1e3
+    return times
+
+
+def breakdown(arch, width, batch, steps):
+    """The pieces benchmarks/bench_train_step.py times, in eager PyTorch (ms per call)."""
+    torch.manual_seed(0)
+    x = torch.rand(batch, 3, 32, 32)
+    y = torch.randint(0, 10, (batch,))
+    row = {"arch": arch, "width": width, "batch": batch}
+    full = _time_pieces(SDN(arch, width), x, y, steps, ("forward", "forward_backward", "step", "update"))
+    plain = _time_pieces(_without_bn(SDN(arch, width)), x, y, steps, ("forward_backward",))
+    row.update({f"{name}_ms": value for name, value in full.items()})
+    row.update({f"no_bn_{name}_ms": value for name, value in plain.items()})
+    row["backward_over_forward"] = (row["forward_backward_ms"] - row["forward_ms"]) / row["forward_ms"]
+    row["train_img_s"] = batch / row["step_ms"] * 1e3
+    return row
+
+
 def deepsloth(arch, width, batch, steps, repeats):
     """DeepSloth L∞ PGD (ε = 8/255, step 2/255) on a random-weight SDN in eval mode: images/s."""
     torch.manual_seed(0)
@@ -235,6 +295,7 @@ def main():
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--deepsloth", action="store_true", help="time 30-step DeepSloth PGD instead")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--breakdown", action="store_true", help="time the pieces of one train step")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -243,12 +304,14 @@ def main():
         for width in args.widths:
             if args.deepsloth:
                 row = deepsloth(arch, width, args.batch, 30, args.repeats)
+            elif args.breakdown:
+                row = breakdown(arch, width, args.batch, args.steps)
             else:
                 row = bench(arch, width, args.batch, args.steps)
             rows.append(row)
             print(json.dumps(row), flush=True)
     machine = f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    kind = "torch-deepsloth" if args.deepsloth else "torch"
+    kind = "torch-deepsloth" if args.deepsloth else "torch-breakdown" if args.breakdown else "torch"
     results_file.write(kind, machine, rows=rows)
 
 

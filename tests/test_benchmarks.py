@@ -15,7 +15,10 @@ import bench_kde_search
 import bench_serve
 import bench_slowdown
 import bench_timed_path
+import bench_train_step
 import bench_xla_flags
+import jax
+import jax.numpy as jnp
 import pytest
 import timing
 
@@ -126,6 +129,30 @@ def test_bench_conv_smoke(tmp_path, capsys):
     assert all(r["batch"] == 2 and r["forward_ms"] > 0 and r["forward_backward_ms"] > 0 for r in rows)
     assert _rows(out) == json.loads(json.dumps(rows))
     assert "depthwise3x3 64 @16x16 b2" in capsys.readouterr().out
+
+
+def test_bench_train_step_smoke(tmp_path, capsys):
+    out = tmp_path / "train-step.json"
+    bench_train_step.main(["--archs", "vgg16", "--widths", "0.0625", "--batches", "4", "--steps", "1",
+                           "--out", str(out)])  # fmt: skip
+    (row,) = _rows(out)
+    assert (row["arch"], row["batch"]) == ("vgg16", 4) and "| vgg16 w0.0625 b4 |" in capsys.readouterr().out
+    for piece in ("forward", "forward_backward", "step", "augment", "update", "eval", "no_bn_eval"):
+        assert row[f"{piece}_ms"] > 0, piece
+    assert row["backward_over_forward"] == pytest.approx(row["forward_backward_ms"] / row["forward_ms"] - 1)
+
+
+def test_bench_train_step_removes_batch_norm_only_inside_its_context():
+    from mexjax import nets
+
+    def has_batch_stats():
+        net = nets.build("vgg16", num_classes=4, num_exits=2, width=0.0625)
+        variables = net.module.init({"params": jax.random.key(0)}, jnp.zeros((1, 32, 32, 3)), train=False)
+        return bool(jax.tree_util.tree_leaves(variables.get("batch_stats", {})))
+
+    with bench_train_step.without_batch_norm():
+        assert not has_batch_stats()
+    assert has_batch_stats()
 
 
 def test_median_seconds_times_after_the_warm_up(monkeypatch):

@@ -23,6 +23,20 @@ def _bn(train: bool, dtype, name=None):
     )
 
 
+def _windows(x, kh, kw, sh, sw, padding):
+    """The k*k shifted (strided) views of x padded as `padding` says, and the output's height, width."""
+    (top, bottom), (left, right) = jax.lax.padtype_to_pads(x.shape[1:3], (kh, kw), (sh, sw), padding)
+    x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    out_h = (x.shape[1] - kh) // sh + 1
+    out_w = (x.shape[2] - kw) // sw + 1
+    views = [
+        x[:, i : i + (out_h - 1) * sh + 1 : sh, j : j + (out_w - 1) * sw + 1 : sw, :]
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    return views, out_h, out_w
+
+
 class DepthwiseConv(nn.Conv):
     """A depthwise (one filter per channel) convolution computed as k*k shifted multiply-adds.
 
@@ -47,23 +61,57 @@ class DepthwiseConv(nn.Conv):
         sh, sw = (self.strides, self.strides) if isinstance(self.strides, int) else self.strides
         kernel = self.param("kernel", self.kernel_init, (kh, kw, 1, channels), self.param_dtype)
         inputs, kernel = promote_dtype(inputs, kernel, dtype=self.dtype)
-        (top, bottom), (left, right) = jax.lax.padtype_to_pads(
-            inputs.shape[1:3], (kh, kw), (sh, sw), self.padding
-        )
-        x = jnp.pad(inputs, ((0, 0), (top, bottom), (left, right), (0, 0)))
-        out_h = (x.shape[1] - kh) // sh + 1
-        out_w = (x.shape[2] - kw) // sw + 1
+        views, _, _ = _windows(inputs, kh, kw, sh, sw, self.padding)
         total = None
-        for i in range(kh):
-            for j in range(kw):
-                window = x[:, i : i + (out_h - 1) * sh + 1 : sh, j : j + (out_w - 1) * sw + 1 : sw, :]
-                term = window * kernel[i : i + 1, j : j + 1]  # [1, 1, 1, C] broadcasts over N, H, W
-                total = term if total is None else total + term
+        for k, window in enumerate(views):
+            term = window * kernel[k // kw, k % kw][None, None]  # [1, 1, 1, C] over N, H, W
+            total = term if total is None else total + term
         return total
 
 
+class Conv(nn.Conv):
+    """`nn.Conv` (no bias, no groups, no dilation) that runs XLA's slow CPU cases as one matrix product.
+
+    Why: XLA's CPU convolution is pathological where the kernel is larger than the input (a 3x3
+    convolution over 2x2 or 1x1 pixels: VGG16's last block, 725 ms against 5.6 ms as one product of the
+    k*k shifted views at 512 channels, batch 128) and slow for 1x1 kernels (their gradients 3-5x the
+    matrix product's); benchmarks/bench_train_step.py. Everywhere else it is XLA's own convolution.
+    The class is named Conv so that parameters keep nn.Conv's names ("Conv_0", ...) and shapes:
+    checkpoints load either way, and the quantization interceptors see an ordinary nn.Conv.
+    """
+
+    @nn.compact
+    def __call__(self, inputs):
+        if self.feature_group_count != 1 or self.use_bias:
+            raise NotImplementedError("Conv supports neither groups (see DepthwiseConv) nor bias")
+        if self.input_dilation not in (None, 1) or self.kernel_dilation not in (None, 1):
+            raise NotImplementedError("Conv supports no dilation")
+        kh, kw = self.kernel_size
+        sh, sw = (self.strides, self.strides) if isinstance(self.strides, int) else self.strides
+        channels = inputs.shape[-1]
+        kernel = self.param("kernel", self.kernel_init, (kh, kw, channels, self.features), self.param_dtype)
+        inputs, kernel = promote_dtype(inputs, kernel, dtype=self.dtype)
+        if (kh, kw) != (1, 1) and min(inputs.shape[1:3]) >= max(kh, kw):
+            return jax.lax.conv_general_dilated(
+                inputs,
+                kernel,
+                (sh, sw),
+                self.padding,
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                precision=self.precision,
+            )
+        views, out_h, out_w = _windows(inputs, kh, kw, sh, sw, self.padding)
+        patches = views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
+        out = jnp.dot(
+            patches.reshape(-1, kh * kw * channels),
+            kernel.reshape(kh * kw * channels, self.features),
+            precision=self.precision,
+        )
+        return out.reshape(inputs.shape[0], out_h, out_w, self.features)
+
+
 def _conv(features, kernel, stride, dtype, groups=1, name=None):
-    layer = nn.Conv
+    layer = Conv
     if groups > 1:
         if groups != features:
             raise NotImplementedError("grouped convolutions other than depthwise are not used here")
@@ -99,7 +147,7 @@ class BackboneUnit(nn.Module):
         if u.kind == "conv":
             x = nn.relu(_conv_bn(x, train, dt, u.out_channels, u.kernel, u.stride))
             if u.pool:
-                x = nn.max_pool(x, (2, 2), strides=(2, 2))
+                x = _max_pool(x, 2)
             return x, x
         if u.kind == "basic":
             y = nn.relu(_conv_bn(x, train, dt, u.out_channels, 3, u.stride))
@@ -113,6 +161,19 @@ class BackboneUnit(nn.Module):
             x = nn.relu(_conv_bn(x, train, dt, u.out_channels, 1, 1))
             return x, x
         raise ValueError(f"unknown unit kind {u.kind!r}")
+
+
+def _max_pool(x, k: int):
+    """k x k max pooling with stride k (VALID: a remainder of rows or columns is dropped), as a max
+    over reshaped windows.
+
+    Why not nn.max_pool: its gradient is XLA's select-and-scatter, 3-6x slower on CPU than the gradient
+    of a plain max at the backbones' 2x2 pooling (VGG16 w1/4 training step 149 -> 122 ms at batch 128;
+    benchmarks/bench_train_step.py); the values are the same. The internal classifiers keep
+    nn.max_pool: there the reshaped max made ResNet56's step ~20 % slower (few channels, wide windows)."""
+    b, h, w, c = x.shape
+    windows = x[:, : h // k * k, : w // k * k].reshape(b, h // k, k, w // k, k, c)
+    return jnp.max(windows, axis=(2, 4))
 
 
 def _avg_pool(x, k: int):

@@ -87,8 +87,11 @@ def test_other_exit_counts_spread_by_cost(arch, num_exits):
 
 @pytest.mark.parametrize("arch", nets.ALL_ARCHS)
 def test_exit_flops_agree_with_xla_cost_analysis(arch):
-    # XLA counts only kernel taps that touch the image and adds elementwise work (BN, ReLU, pools);
-    # the analytic count without padding taps must sit just below it at every exit.
+    # XLA's convolutions count only kernel taps that touch the image and XLA adds elementwise work (BN,
+    # ReLU, pools): the analytic count without padding taps must sit just below it at every exit. The
+    # convolutions over inputs smaller than their kernel run as matrix products of the padded windows
+    # (nets._layers.Conv), which multiply the padding taps too: there XLA may count up to the analytic
+    # count with padding taps.
     net = nets.build(arch, num_classes=10, num_exits=6 if arch in nets.ARCHS else 3)
     variables = net.abstract_variables()
     h = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
@@ -98,9 +101,10 @@ def test_exit_flops_agree_with_xla_cost_analysis(arch):
         h = jax.eval_shape(net.stage(i), variables, h)[0]
         xla.append(total)
     analytic = np.array(_arch.exit_flops(net.spec, padding=False), dtype=np.float64)
+    padded = np.array(nets.exit_flops(net), dtype=np.float64)  # the reference count includes padding
     ratio = np.array(xla) / analytic
-    assert np.all(ratio >= 1.0) and np.all(ratio < 1.06), ratio
-    assert np.all(np.array(nets.exit_flops(net)) >= analytic)  # the reference count includes padding
+    assert np.all(ratio >= 1.0) and np.all(np.array(xla) < 1.06 * np.maximum(analytic, padded)), ratio
+    assert np.all(padded >= analytic)
 
 
 def test_bfloat16_compute_option():
