@@ -5,7 +5,7 @@
 Each run is `bash scripts/demo.sh --out outputs/demo_runs/<stamp>/run_<i> --seed <i>` while `--load`
 keeps cores busy with spinning processes (as a newcomer's machine with another job running). The
 summary of every run (with the load average at its start and its wall time) is copied to
-`experiments/results/demo/<stamp>/run_<i>.json`, and `experiments/results/demo/runs.md` says how many
+`experiments/results/demo/<stamp>/run_<i>.json`, and `experiments/results/demo/<stamp>/runs.md` says how many
 runs met each claim of `mexjax.demo.CLAIMS`. A rerun with the same `--stamp` skips finished runs.
 """
 
@@ -120,8 +120,8 @@ def main(argv=None) -> int:
         f" --runs {args.runs} --load {args.load}{extra}`."
         "\n\n"
     )
-    (RESULTS / "runs.md").write_text(header + table(runs))
-    print((RESULTS / "runs.md").read_text())
+    (folder / "runs.md").write_text(header + table(runs))
+    print((folder / "runs.md").read_text())
     return 0
 
 
