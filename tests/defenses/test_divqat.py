@@ -35,28 +35,42 @@ def _kl(p, q):
     return float(np.mean(np.sum(p * (np.log(np.maximum(p, 1e-12)) - np.log(np.maximum(q, 1e-12))), -1)))
 
 
-def test_divqat_diverges_from_the_teacher_more_than_qat():
-    """KL(teacher || DivQAT) over KL(teacher || QAT), seeds 0-3 (1 / 4 CPU devices): 0.54 / 14, 16 / 26,
-    7.7 / 14, 7.5 / 7.6. Seed 0 on one device is the exception: its teacher answers with probability
-    1 - 1e-13, where the -KL term of a near one-hot teacher is minus the cross-entropy and the two
-    terms fight (DivQAT's alpha must then be bounded, not a constant). This test uses seed 1."""
+def _divergence(seed: int) -> tuple[float, float, float, float]:
+    """(KL(teacher || QAT), KL(teacher || DivQAT), teacher accuracy, DivQAT accuracy) of one tiny run."""
     net = nets.build("vgg16", num_classes=4, num_exits=3, width=0.125)
     ds = _toy(128)
     config = train.TrainConfig(
-        epochs=6, batch_size=16, learning_rate=0.05, milestones=(0.7,), flip=False, seed=1
+        epochs=6, batch_size=16, learning_rate=0.05, milestones=(0.7,), flip=False, seed=seed
     )
     variables, _ = train.fit(net, ds, config, progress=False)
-    tune = train.TrainConfig(epochs=2, batch_size=16, learning_rate=0.01, flip=False, seed=1)
+    tune = train.TrainConfig(epochs=2, batch_size=16, learning_rate=0.01, flip=False, seed=seed)
     q_net, q_vars, _ = defenses.qat(net, variables, ds, tune, calibration_images=64, progress=False)
     d_net, d_vars, history = defenses.divqat(
         net, variables, ds, tune, alpha=2.0, calibration_images=64, progress=False
     )
     assert (d_net.spec.weight_bits, d_net.spec.activation_bits) == (8, 8) and "quant" in d_vars
+    assert np.isfinite(history[-1]["train_loss"])
     test = _toy(96, seed=1)
     teacher = train.predict(net, variables, test.images)[-1]
     from_qat = train.predict(q_net, q_vars, test.images)[-1]
     from_divqat = train.predict(d_net, d_vars, test.images)[-1]
-    assert _kl(teacher, from_divqat) > 2 * _kl(teacher, from_qat)  # the answers moved away ...
     accuracy = lambda p: float(np.mean(p.argmax(-1) == test.labels))
-    assert accuracy(from_divqat) >= accuracy(teacher) - 0.05  # ... while the accuracy stayed
-    assert np.isfinite(history[-1]["train_loss"])
+    return _kl(teacher, from_qat), _kl(teacher, from_divqat), accuracy(teacher), accuracy(from_divqat)
+
+
+def test_divqat_diverges_from_the_teacher_more_than_qat():
+    """Over three tiny victims (seeds 0-2), DivQAT's answers are further from the float teacher than
+    QAT's: the summed KL(teacher || DivQAT) is more than 1.5x the summed KL(teacher || QAT), while
+    DivQAT's accuracy stays within 0.05 of the teacher's.
+
+    Single runs are fragile: the per-seed ratio was 0.54 / 16 / 7.7 / 7.5 at seeds 0-3 once, and
+    4.7 / 1.45 / 4.9 / 6.5 / 6.9 / 1.7 at seeds 0-5 after VGG16's small convolutions became matrix
+    products (same maths, other rounding; AMD EPYC, 2026-12-01). A near one-hot teacher (probability
+    1 - 1e-13) is the usual exception: there the -KL term is minus the cross-entropy and fights it.
+    Summed over seeds 0-2 the ratio was 3.0 (KL 0.0369 vs 0.0123); with alpha weakened 100x DivQAT is
+    QAT and the ratio is about 1."""
+    runs = [_divergence(seed) for seed in range(3)]
+    qat_kl, divqat_kl = sum(r[0] for r in runs), sum(r[1] for r in runs)
+    assert divqat_kl > 1.5 * qat_kl, runs  # the answers moved away ...
+    for _, _, teacher_accuracy, divqat_accuracy in runs:
+        assert divqat_accuracy >= teacher_accuracy - 0.05, runs  # ... while the accuracy stayed

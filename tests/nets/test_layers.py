@@ -103,8 +103,8 @@ def test_conv_matches_flax_and_runs_small_inputs_as_a_matrix_product(kernel, siz
     want, got = reference.apply(variables, x), conv.apply(variables, x)
     assert got.shape == want.shape and got.dtype == want.dtype
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    # XLA's own convolution only where it is not slow on CPU: kernel > 1 and the input at least as large
-    assert _uses_xla_convolution(conv, variables, x) == (kernel > 1 and size >= kernel)
+    # XLA's own convolution only where it is not slow on CPU: inputs at least as large as the kernel
+    assert _uses_xla_convolution(conv, variables, x) == (size >= kernel)
     _assert_same_gradients(reference, conv, variables, x)
 
 
