@@ -51,7 +51,9 @@ class DemoConfig:
     timed: int = 1000  # ours: images timed `passes` times each; the rest of the budget: distinct images
     passes: int = 5  # asked once, untimed (they teach the answers, the timed ones the exits as well)
     retime: str = "uniform"  # ours: fastest of `passes` for every timed image, or "adaptive" re-timing
-    student_epochs: int = 2  # ours; KnockoffNets as many example-steps (rounded up to whole epochs)
+    # ours; KnockoffNets as many example-steps (rounded up to whole epochs). 6 since the convolution
+    # change: 405 s in all under one busy core, and our accuracy then met the utility claim (2: 214 s, not)
+    student_epochs: int = 6
     student_width: float = 0.25  # the student: a VGG16-SDN of this width (the pre-trained one's)
     student_batch_size: int = 128
     held_out: int = 1000  # TinyImageNet val images never queried: CLO on natural images
