@@ -103,7 +103,7 @@ class Conv(nn.Conv):
                 precision=self.precision,
             )
         views, out_h, out_w = _windows(inputs, kh, kw, sh, sw, self.padding)
-        patches = views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
+        patches = jnp.concatenate(views, axis=-1)
         out = jnp.dot(
             patches.reshape(-1, kh * kw * channels),
             kernel.reshape(kh * kw * channels, self.features),

@@ -1,5 +1,6 @@
 """The convolution layers: the same numbers, gradients, variables and errors as flax's nn.Conv (the
-depthwise layer against the grouped nn.Conv; Conv, whose small-input and 1x1 cases are matrix products)."""
+depthwise layer against the grouped nn.Conv; Conv, which runs inputs smaller than its kernel as a matrix
+product), and the backbones' max pooling against nn.max_pool."""
 
 import flax.linen as nn
 import jax
