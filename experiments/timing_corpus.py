@@ -194,8 +194,8 @@ def present_rank(true: np.ndarray) -> np.ndarray:
 
 ESTIMATORS = {  # each reads (every pass f64[R, N], their measurement order int[R, N] or None)
     "mixture": lambda every, order: exits.estimate_exits(every, order=order)[0],
-    "mixture without replication": lambda every, order: exits.estimate_exits(
-        every, order=order, replication_level=0
+    "mixture of one time per query": lambda every, order: exits.estimate_exits(
+        every, order=order, every_pass=False
     )[0],
     "density rules": lambda every, order: exits.estimate_exits_density(every.min(axis=0))[0],
     "textbook": lambda every, order: textbook(every.min(axis=0)),

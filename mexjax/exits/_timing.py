@@ -1,6 +1,14 @@
 """Reading exits from response times with one model: a mixture of per-exit time distributions.
 
-A multi-exit victim answers faster when a sample leaves early. On log-times (timing noise is mostly
+A multi-exit victim answers faster when a sample leaves early. With R >= 3 timing passes per query
+([R, N]), `estimate_exits` reads the exits from every pass of every query (`_passes`): a query's exit
+is the same in each of its passes, so its R times are draws of its exit's time plus one noise that
+every exit shares, fitted together by EM with a mixture of exits over the queries; the number of exits
+is the one with the lowest integrated completed likelihood. That uses what the fastest pass throws
+away (the timing corpus: experiments/results/timing_corpus.md). With one or two passes, or
+`every_pass=False`, it reads one time per query and fits the mixture below.
+
+On log-times (timing noise is mostly
 multiplicative) every exit is one component of the same shape, the shape that the fastest of R noisy
 passes produces: a Gaussian core (the jitter left after taking the fastest pass) with a slowed share
 rho delayed by an exponential of mean tau (passes that were all disturbed), rho and tau shared by the
@@ -43,7 +51,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
-from mexjax.exits import _drift, _em, _kde
+from mexjax.exits import _drift, _em, _kde, _passes
 
 MAX_START = _em.MAX_COMPONENTS
 CRITERIA = ("icl", "bic")
@@ -86,6 +94,7 @@ def estimate_exits(
     criterion: str = "icl",
     replication_level: float = 1e-3,
     order=None,
+    every_pass: bool = True,
     return_boundaries: bool = False,
 ):
     """Estimate each query's exit from its response times (see the module docstring).
@@ -107,6 +116,9 @@ def estimate_exits(
         the boundaries); 0 switches the check off.
       order: int[R, N] with runtimes [R, N]: the order each pass measured the queries in
         (`oracle.QueryResult.pass_order`); None: query order in every pass.
+      every_pass: with R >= 3 passes, read the exits from every pass of every query (`_passes`: a
+        mixture over queries, each query's passes drawn from its exit's time plus one shared noise);
+        False: from one summary time per query (steps 1-5 below), as with R < 3.
 
     Returns (exit_ids int32[N] 0-based, num_exits) [+ boundaries in seconds]. A single hump is
     reported with a warning and num_exits = 1.
@@ -119,6 +131,7 @@ def estimate_exits(
         criterion=criterion,
         replication_level=replication_level,
         order=order,
+        every_pass=every_pass,
     )
     if fit.num_exits == 1:
         warnings.warn(
@@ -139,6 +152,7 @@ def analyse_timing(
     criterion: str = "icl",
     replication_level: float = 1e-3,
     order=None,
+    every_pass: bool = True,
 ) -> TimingFit:
     """`estimate_exits` with everything it found (`TimingFit`), e.g. for adaptive re-timing."""
     if criterion not in CRITERIA:
@@ -153,6 +167,8 @@ def analyse_timing(
     x = np.log(t)
     min_size = max(2, int(min_size))
     every_log, summary = np.log(arr), np.min
+    if every_pass and arr.ndim == 2 and arr.shape[0] >= 3:
+        return _from_every_pass(every_log, min_size, drift, order)
     if arr.ndim == 2 and arr.shape[0] >= 3:
         x, every_log, summary, spread = _summary_choice(every_log, min_size, drift, order)
     else:
@@ -175,6 +191,34 @@ def analyse_timing(
     total = np.logaddexp(np.logaddexp.reduce(comp, axis=1), bg)
     confidence = np.exp(core.max(axis=1) - total).astype(np.float32)
     return TimingFit(exit_ids, len(cuts) + 1, [float(np.exp(c)) for c in cuts], confidence, x)
+
+
+def _from_every_pass(every_log: np.ndarray, min_size: int, drift: bool, order) -> TimingFit:
+    """`analyse_timing` by the all-passes model (`_passes`) on drift-free passes; the boundaries are
+    the cuts of the fastest pass's time that best separate neighbouring exits (for plots and rules)."""
+    if drift:
+        steady = _drift.remove(every_log, 0.0, summary=None, order=order)
+        every_log = every_log if steady is None else steady
+    found = _passes.fit(every_log, min_size)
+    x = every_log.min(axis=0)
+    cuts = [
+        _best_cut(x[found.exit_ids == k], x[found.exit_ids == k + 1]) for k in range(len(found.centres) - 1)
+    ]
+    return TimingFit(
+        found.exit_ids, len(found.centres), [float(np.exp(c)) for c in cuts], found.confidence, x
+    )
+
+
+def _best_cut(early: np.ndarray, late: np.ndarray) -> float:
+    """The threshold between two samples that misplaces the fewest of either (ties: the middle of
+    the widest gap between the candidates)."""
+    if early.size == 0 or late.size == 0:
+        return float(np.mean(np.concatenate([early, late])))
+    values = np.sort(np.concatenate([early, late]))
+    cuts = np.concatenate([[values[0] - 1e-9], 0.5 * (values[1:] + values[:-1]), [values[-1] + 1e-9]])
+    errors = np.searchsorted(np.sort(early), cuts, side="right")  # early ones at or below the cut
+    errors = (early.size - errors) + np.searchsorted(np.sort(late), cuts, side="right")
+    return float(cuts[int(np.argmin(errors))])
 
 
 def summarise_passes(every_log: np.ndarray, min_size: int = 2, drift: bool = True, order=None) -> np.ndarray:

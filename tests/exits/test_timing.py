@@ -149,8 +149,12 @@ def test_a_split_that_does_not_replicate_across_passes_is_merged(seed):
     true = np.r_[np.zeros(150, int), np.ones(50, int)]
     mode = np.log(1.25) * (rng.uniform(size=(4, 200)) < 0.5)
     every = np.exp(np.log(1.0 + true)[None, :] + mode + 0.01 * rng.normal(size=(4, 200)))
-    k_off, _ = scores(every, true, replication_level=0)
+    k_off, _ = scores(every, true, replication_level=0, every_pass=False)
     assert k_off >= 4  # the noise's modes read as exits
+    k, p = scores(every, true, every_pass=False)
+    assert k == 2 and p["accuracy"] == 1.0, p["confusion"]
+    # the model of every pass needs no such test: a query's passes fall in both modes, so no mode
+    # explains a query better than its exit's one time with the noise's two modes
     k, p = scores(every, true)
     assert k == 2 and p["accuracy"] == 1.0, p["confusion"]
     log = np.log(every)
@@ -177,6 +181,48 @@ def test_the_summary_of_every_pass_follows_the_noise():
     # the fastest of 5 symmetric draws spreads wider than their median (sd 0.67 vs 0.54 of one draw)
     wide = _timing._noise_spread(symmetric.min(axis=0), 2)
     assert _timing._noise_spread(np.median(symmetric, axis=0), 2) < 0.9 * wide
+
+
+def test_every_pass_reads_exits_the_fastest_pass_cannot_separate():
+    """Jitter as wide as the gaps between exits (sd 0.15 of one pass in log-time; exits 0.70 / 1.01 /
+    1.20 / 1.62 ms, 0.17-0.37 apart): the fastest of 10 passes leaves neighbours overlapping (the
+    best thresholds knowing the truth: 0.885 balanced), while 10 passes of one query pin its exit's
+    time down; the model of every pass finds all four exits beyond that bound (0.963 when written),
+    the mixture of one time per query does not (3 exits, 0.50)."""
+    true = exits_with([1] * 4, 1200, seed=8)
+    base = np.array([2, 3, 4, 5])
+    every = passes_of(base[true], passes=10, sigma=0.15, slow=0.1, seed=8)
+    fastest = metrics.best_boundary_accuracy(every.min(axis=0), true)["balanced_accuracy"]
+    k, p = scores(every, true)
+    assert k == 4 and p["balanced_accuracy"] > max(0.93, fastest + 0.04), (fastest, p["confusion"])
+    _, p_one = scores(every, true, every_pass=False)
+    assert p_one["balanced_accuracy"] < p["balanced_accuracy"] - 0.1, p_one["confusion"]
+
+
+def test_a_lone_query_far_from_every_other_is_an_exit_with_passes():
+    """Two queries of 2,000 at an exit 3x faster than the rest, timed 5 times: with every pass each of
+    them is explained by no other exit's time (all five passes far below), so they are an exit
+    however few; and a single slow pass of many queries is noise, not an exit."""
+    true = np.r_[np.zeros(2, int), np.full(1000, 3), np.full(998, 5)]
+    every = passes_of(true, passes=5, sigma=0.03, slow=0.2, seed=9)
+    k, p = scores(every, true)
+    assert k == 3 and p["accuracy"] == 1.0, p["confusion"]
+
+
+def test_the_model_of_every_pass_reads_the_noise_without_exits():
+    """`_passes.noise_table`: each pass against the median of the query's other passes holds the
+    noise of one pass, whatever the exits (sd 0.05 here; the median of 4 others adds about 0.03)."""
+    from mexjax.exits import _passes
+
+    true = exits_with([1, 1, 1], 900, seed=10)
+    y = np.log(passes_of(true, passes=5, sigma=0.05, slow=0.0, seed=10))
+    centres, log_g, _ = _passes.noise_table(y, 0.005)
+    density = np.exp(log_g)
+    mean = np.sum(centres * density) / np.sum(density)
+    sd = np.sqrt(np.sum((centres - mean) ** 2 * density) / np.sum(density))
+    assert abs(mean) < 0.01 and 0.05 < sd < 0.065, (mean, sd)
+    with pytest.raises(ValueError, match="R >= 3"):
+        _passes.fit(y[:2])
 
 
 def test_confidence_is_low_between_exits():
@@ -235,14 +281,17 @@ def test_timing_corpus_kept_runs_beat_the_density_rules():
 
 def test_icl_keeps_one_exit_whose_times_are_not_bell_shaped():
     """A recorded set whose three exits are separated by wide gaps (the best rule: 1.000), each
-    exit's times broad and lopsided: BIC splits exits in two, the ICL step keeps three."""
+    exit's times broad and lopsided: BIC splits exits in two, the ICL step of the mixture of one time
+    per query keeps three. (The model of every pass reads four at 10 passes: the first exit's queries
+    fall into two timing groups 0.15 apart in log-time that every pass repeats, which no model of
+    the times alone can tell from two exits.)"""
     path = CORPUS / "vgg16_cifar10_w0.5_k3_t0.3_tinyimagenet_quiet_20261130-0716.npz"
     with np.load(path) as f:
         every, true = f["pass_runtimes"].astype(np.float64), f["true_exits"].astype(np.int64)
     for passes in (1, 10):
-        met, detail = meets_bar(every[:passes], true)
+        met, detail = meets_bar(every[:passes], true, every_pass=False)
         assert met, (passes, detail)
-    k_bic, _ = scores(every[:10], true, criterion="bic", replication_level=0)
+    k_bic, _ = scores(every[:10], true, criterion="bic", replication_level=0, every_pass=False)
     assert k_bic > 3
 
 
