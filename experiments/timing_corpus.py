@@ -193,7 +193,7 @@ def present_rank(true: np.ndarray) -> np.ndarray:
 
 
 ESTIMATORS = {  # each reads (every pass f64[R, N], their measurement order int[R, N] or None)
-    "mixture": lambda every, order: exits.estimate_exits(every, order=order)[0],
+    "mixture": lambda every, order: exits.estimate_exits(every, order=order, every_pass=True)[0],
     "mixture of one time per query": lambda every, order: exits.estimate_exits(
         every, order=order, every_pass=False
     )[0],

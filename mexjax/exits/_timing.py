@@ -1,12 +1,14 @@
 """Reading exits from response times with one model: a mixture of per-exit time distributions.
 
 A multi-exit victim answers faster when a sample leaves early. With R >= 3 timing passes per query
-([R, N]), `estimate_exits` reads the exits from every pass of every query (`_passes`): a query's exit
+([R, N]) and `every_pass=True`, `estimate_exits` reads the exits from every pass of every query
+(`_passes`, opt-in: it splits an exit whose queries form timing groups every pass repeats, and did so
+once in a live 3-exit test): a query's exit
 is the same in each of its passes, so its R times are draws of its exit's time plus one noise that
 every exit shares, fitted together by EM with a mixture of exits over the queries; the number of exits
 is the one with the lowest integrated completed likelihood. That uses what the fastest pass throws
-away (the timing corpus: experiments/results/timing_corpus.md). With one or two passes, or
-`every_pass=False`, it reads one time per query and fits the mixture below.
+away (the timing corpus: experiments/results/timing_corpus.md). By default, and with one or two
+passes, it reads one time per query and fits the mixture below.
 
 On log-times (timing noise is mostly
 multiplicative) every exit is one component of the same shape, the shape that the fastest of R noisy
@@ -94,7 +96,7 @@ def estimate_exits(
     criterion: str = "icl",
     replication_level: float = 1e-3,
     order=None,
-    every_pass: bool = True,
+    every_pass: bool = False,
     return_boundaries: bool = False,
 ):
     """Estimate each query's exit from its response times (see the module docstring).
@@ -118,7 +120,7 @@ def estimate_exits(
         (`oracle.QueryResult.pass_order`); None: query order in every pass.
       every_pass: with R >= 3 passes, read the exits from every pass of every query (`_passes`: a
         mixture over queries, each query's passes drawn from its exit's time plus one shared noise);
-        False: from one summary time per query (steps 1-5 below), as with R < 3.
+        False (default): from one summary time per query (steps 1-5 below), as with R < 3.
 
     Returns (exit_ids int32[N] 0-based, num_exits) [+ boundaries in seconds]. A single hump is
     reported with a warning and num_exits = 1.
@@ -152,7 +154,7 @@ def analyse_timing(
     criterion: str = "icl",
     replication_level: float = 1e-3,
     order=None,
-    every_pass: bool = True,
+    every_pass: bool = False,
 ) -> TimingFit:
     """`estimate_exits` with everything it found (`TimingFit`), e.g. for adaptive re-timing."""
     if criterion not in CRITERIA:

@@ -155,7 +155,7 @@ def test_a_split_that_does_not_replicate_across_passes_is_merged(seed):
     assert k == 2 and p["accuracy"] == 1.0, p["confusion"]
     # the model of every pass needs no such test: a query's passes fall in both modes, so no mode
     # explains a query better than its exit's one time with the noise's two modes
-    k, p = scores(every, true)
+    k, p = scores(every, true, every_pass=True)
     assert k == 2 and p["accuracy"] == 1.0, p["confusion"]
     log = np.log(every)
     noise_split = np.where(true == 1, 2, (log.min(axis=0) > 0.1).astype(int))
@@ -193,7 +193,7 @@ def test_every_pass_reads_exits_the_fastest_pass_cannot_separate():
     base = np.array([2, 3, 4, 5])
     every = passes_of(base[true], passes=10, sigma=0.15, slow=0.1, seed=8)
     fastest = metrics.best_boundary_accuracy(every.min(axis=0), true)["balanced_accuracy"]
-    k, p = scores(every, true)
+    k, p = scores(every, true, every_pass=True)
     assert k == 4 and p["balanced_accuracy"] > max(0.93, fastest + 0.04), (fastest, p["confusion"])
     _, p_one = scores(every, true, every_pass=False)
     assert p_one["balanced_accuracy"] < p["balanced_accuracy"] - 0.1, p_one["confusion"]
@@ -205,7 +205,7 @@ def test_a_lone_query_far_from_every_other_is_an_exit_with_passes():
     however few; and a single slow pass of many queries is noise, not an exit."""
     true = np.r_[np.zeros(2, int), np.full(1000, 3), np.full(998, 5)]
     every = passes_of(true, passes=5, sigma=0.03, slow=0.2, seed=9)
-    k, p = scores(every, true)
+    k, p = scores(every, true, every_pass=True)
     assert k == 3 and p["accuracy"] == 1.0, p["confusion"]
 
 
