@@ -15,7 +15,7 @@ A victim's thresholds
   sdn_global_threshold(probs, labels, max_drop=0.02) -> ThresholdChoice   the SDN rule: one global q
 Reading exits from response times (the timing side channel)
   estimate_exits(runtimes f[N] or f[R, N]) -> (exit_ids int32[N], num_exits)   one mixture of exit times
-                                                       (R >= 3: of every pass of every query)
+                                                       (every_pass=True, R >= 3: every pass modelled)
   analyse_timing(runtimes) -> TimingFit                the same, with boundaries and per-query confidence
   fastest(runtimes) / check_runtimes(runtimes)         per-query fastest pass; validated times
   estimate_exits_density(runtimes)                     the earlier KDE density-rule estimator (a baseline)

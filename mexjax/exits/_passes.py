@@ -75,14 +75,17 @@ def _bucket(n: int, least: int) -> int:
     return 1 << max(math.ceil(math.log2(max(n, 1))), int(math.log2(least)))
 
 
+def _offsets(row, size, offset, table_size):
+    """Index into the noise table of each pass's offset from every grid point: int32[N, G]."""
+    return jnp.clip(row[:, None] - jnp.arange(size)[None, :] - offset, 0, table_size - 1)
+
+
 def _pass_loglik(bins, log_g, offset, size):
     """l[i, g] = sum_r log g(offset of pass r of query i from grid point g): f32[N, G]. bins int32[R, N]:
     each pass's grid index; log_g over offsets offset, offset + 1, ... (grid steps)."""
-    points = jnp.arange(size)
 
     def add(total, row):
-        index = jnp.clip(row[:, None] - points[None, :] - offset, 0, log_g.size - 1)
-        return total + jnp.take(log_g, index), None
+        return total + jnp.take(log_g, _offsets(row, size, offset, log_g.size)), None
 
     return jax.lax.scan(add, jnp.zeros((bins.shape[1], size), jnp.float32), bins)[0]
 
@@ -92,7 +95,6 @@ def _joint_noise(bins, valid, on_grid, log_g, offset, iterations=NOISE_ITERATION
     """EM for one pass's noise g (log, over offsets in grid steps) and the mixing weights over the
     grid together. Returns (log g, mixing weights f32[G], l[i, g] under the final g)."""
     size = on_grid.size
-    points = jnp.arange(size)
     n = jnp.sum(valid)
     kernel = jnp.exp(-0.5 * (jnp.arange(-3, 4, dtype=jnp.float32) / 0.7) ** 2)
     kernel = kernel / jnp.sum(kernel)
@@ -105,8 +107,7 @@ def _joint_noise(bins, valid, on_grid, log_g, offset, iterations=NOISE_ITERATION
         pi = jnp.sum(post, axis=0) / n
 
         def scatter(hist, row):
-            index = jnp.clip(row[:, None] - points[None, :] - offset, 0, log_g.size - 1)
-            return hist.at[index].add(post), None
+            return hist.at[_offsets(row, size, offset, log_g.size)].add(post), None
 
         hist = jax.lax.scan(scatter, jnp.zeros(log_g.size, jnp.float32), bins)[0]
         hist = jnp.convolve(hist, kernel, mode="same")

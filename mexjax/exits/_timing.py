@@ -212,8 +212,8 @@ def _from_every_pass(every_log: np.ndarray, min_size: int, drift: bool, order) -
 
 
 def _best_cut(early: np.ndarray, late: np.ndarray) -> float:
-    """The threshold between two samples that misplaces the fewest of either (ties: the middle of
-    the widest gap between the candidates)."""
+    """The threshold between two samples that misplaces the fewest of either (ties: the lowest such
+    cut)."""
     if early.size == 0 or late.size == 0:
         return float(np.mean(np.concatenate([early, late])))
     values = np.sort(np.concatenate([early, late]))
