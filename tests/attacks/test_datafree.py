@@ -59,17 +59,18 @@ def _held_out_kl(toy_victim, result) -> float:
 
 
 def test_maze_student_learns_the_victims_answers(toy_victim):
-    """MAZE's student learns the victim's answers on the images MAZE queries: over 4 students (seeds
-    0-3) its training KL to the victim's answers falls, on average, below 0.45x its first value.
+    """MAZE's student learns the victim's answers on the images MAZE queries: over 2 students (seeds
+    0-1) its training KL to the victim's answers falls, on average, below 0.45x its first value.
 
     Measured: single students 0.13-0.35x at seeds 0-9 (an AMD EPYC, 2026-12-01); 0.14 / 0.30 / 0.22 /
-    0.26x at seeds 0-3, mean 0.23 (an AMD EPYC Zen 3, 2026-12-07). With MAZE's student loss weakened
-    100x (the KL scaled by 0.01): 0.55-0.77x (first machine), 0.62 / 0.92 / 0.51 / 0.52x, mean 0.64
-    (second): the bar sits between. What does not hold across machines at this size is the student's
-    KL on the victim's held-out images: mean 0.88 at seeds 0-9 on the first machine, 1.74 over seeds
-    0-3 on the second (a uniform guess: 1.386), where the same students' training KL fell as above;
-    so the claim is read on the images MAZE trained on, and the held-out KL is only reported."""
-    results = [_steal_within_budget(toy_victim, "maze", seed) for seed in range(4)]
+    0.26x at seeds 0-3 (an AMD EPYC Zen 3, 2026-12-07). With MAZE's student loss weakened 100x (the KL
+    scaled by 0.01): 0.55-0.77x (first machine), 0.62 / 0.92 / 0.51 / 0.52x (second): no single
+    student of either kind crossed 0.45, so the mean of two (each ~35 s on 2 cores) is read. What
+    does not hold across machines at this size is the student's KL on the victim's held-out images:
+    mean 0.88 at seeds 0-9 on the first machine, 1.74 over seeds 0-3 on the second (a uniform guess:
+    1.386), where the same students' training KL fell as above; so the claim is read on the images
+    MAZE trained on, and the held-out KL is only reported."""
+    results = [_steal_within_budget(toy_victim, "maze", seed) for seed in range(2)]
     ratios = [r.history[-1]["student_loss"] / r.history[0]["student_loss"] for r in results]
     kls = [_held_out_kl(toy_victim, result) for result in results]
     assert np.mean(ratios) < 0.45, (ratios, kls)
