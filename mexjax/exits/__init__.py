@@ -22,6 +22,7 @@ Reading exits from response times (the timing side channel)
   kde(samples, points, bandwidth) / rule_of_thumb      jnp Gaussian KDE (exact or binned FFT); bandwidth
 Output-strategy search (a student's thresholds that reproduce the victim's exits)
   search_thresholds(confidences f32[N, K], target_exits) -> f32[K-1]   most queries exit at their target
+    (balanced=True: each target exit's queries one equal share; exit_weights gives the weights)
   candidates / objective / greedy / coordinate_ascent  its pieces: per-exit candidates, hits, the search
   brute_force                                          the plain-loop reference the tests compare with
 """
@@ -35,6 +36,7 @@ from mexjax.exits._search import (
     brute_force,
     candidates,
     coordinate_ascent,
+    exit_weights,
     greedy,
     objective,
     search_thresholds,
@@ -56,6 +58,7 @@ __all__ = [
     "coordinate_ascent",
     "estimate_exits",
     "estimate_exits_density",
+    "exit_weights",
     "fastest",
     "greedy",
     "kde",

@@ -19,6 +19,11 @@ exits) and improves it by coordinate-ascent sweeps (never worse than its start),
 as every exit has been re-optimized without a gain since the last change. When the product of the
 candidate counts is small (`exhaustive_limit`), every combination is evaluated instead (vectorized
 in JAX, exact).
+
+With `balanced=True` each target exit's queries count as one equal share (a query of exit e weighs
+1 / #{targets = e}, as integers scaled by BALANCE_SCALE): the queries' mix of exits is the attacker's
+choice of images, not the mix the victim meets when deployed (natural images unrelated to its task
+mostly leave late), and the plain count lets the crowded exits decide every threshold.
 """
 
 from __future__ import annotations
@@ -30,6 +35,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from mexjax.exits._policy import assign
+
+BALANCE_SCALE = 1_000_000  # balanced weights: round(BALANCE_SCALE / queries of the target exit)
+
+
+def exit_weights(targets, num_exits: int, balanced: bool) -> np.ndarray:
+    """int64[N] weight of each query in the objective: 1, or its target exit's equal share."""
+    targets = np.asarray(targets)
+    if not balanced:
+        return np.ones(targets.shape, np.int64)
+    counts = np.bincount(targets, minlength=num_exits)
+    return np.rint(BALANCE_SCALE / np.maximum(counts, 1)).astype(np.int64)[targets]
 
 
 def _check(confidences, targets, correct):
@@ -69,13 +85,14 @@ def candidates(confidences, targets, exit_index: int) -> np.ndarray:
     return np.unique(np.concatenate([inside, [lo, above(hi)]]).astype(np.float32))
 
 
-def objective(confidences, targets, thresholds, label_match=None) -> int:
-    """Number of queries whose exit under `thresholds` equals their target (and label, if given)."""
+def objective(confidences, targets, thresholds, label_match=None, weights=None) -> int:
+    """Number of queries whose exit under `thresholds` equals their target (and label, if given);
+    with integer `weights` [N], their summed weight."""
     exits = np.asarray(assign(jnp.asarray(confidences), jnp.asarray(thresholds, jnp.float32)))
     hit = exits == targets
     if label_match is not None:
         hit &= label_match[np.arange(len(targets)), exits]
-    return int(hit.sum())
+    return int(hit.sum()) if weights is None else int(np.sum(np.asarray(weights, np.int64)[hit]))
 
 
 class _SortedExit:
@@ -87,7 +104,8 @@ class _SortedExit:
         self.sorted = conf_i[self.order]
 
     def scores(self, a, b, cand) -> np.ndarray:
-        """For every candidate c: Σ [conf_i >= c]·a + [conf_i < c]·b (a, b: per query, masked by reach).
+        """For every candidate c: Σ [conf_i >= c]·a + [conf_i < c]·b (a, b: per query, masked by reach,
+        bool or integer weights).
 
         The queries leaving at c are a suffix of the sorted order, so score(c) = Σ b + (suffix sum of
         a - b from the first confidence >= c)."""
@@ -127,8 +145,9 @@ def _reach(conf, thresholds, i):
 class _Problem:
     """A checked instance with each exit's candidates and sorted confidences, computed once."""
 
-    def __init__(self, confidences, targets, label_match):
+    def __init__(self, confidences, targets, label_match, balanced: bool = False):
         self.conf, self.targets, self.correct = _check(confidences, targets, label_match)
+        self.weights = exit_weights(self.targets, self.conf.shape[1], balanced)
         self.cands = [candidates(self.conf, self.targets, i) for i in range(self.conf.shape[1] - 1)]
         self._sorted = {}
 
@@ -144,6 +163,10 @@ class _Problem:
             hit &= self.correct[np.arange(len(exits)), exits]
         return hit
 
+    def score(self, mask) -> int:
+        """The summed weight of the queries in `mask`."""
+        return int(np.sum(self.weights[mask]))
+
 
 def _best(cand, scores) -> tuple[np.float32, int]:
     k = int(np.argmax(scores))  # ties: the lowest threshold (earliest exits, cheapest)
@@ -158,8 +181,8 @@ def _greedy(problem: _Problem) -> np.ndarray:
     for i in range(k - 1):
         if i:
             reach &= conf[:, i - 1] < thresholds[i - 1]
-        a = reach & _right_at(i, targets, correct)
-        b = reach & (targets > i)
+        a = (reach & _right_at(i, targets, correct)) * problem.weights
+        b = (reach & (targets > i)) * problem.weights
         thresholds[i], _ = _best(problem.cands[i], problem.exit(i).scores(a, b, problem.cands[i]))
     return thresholds
 
@@ -169,7 +192,7 @@ def _coordinate_ascent(problem: _Problem, start, max_sweeps: int) -> np.ndarray:
     k = conf.shape[1]
     thresholds = np.asarray(start, np.float32).copy()
     hits = problem.hits(_exits_after(conf, thresholds, 0))
-    best = int(hits.sum())
+    best = problem.score(hits)
     unchanged = 0  # exits re-optimized in a row without a gain
     for _ in range(max_sweeps):
         improved = False
@@ -177,11 +200,11 @@ def _coordinate_ascent(problem: _Problem, start, max_sweeps: int) -> np.ndarray:
             if unchanged >= k - 1:  # every exit is at its optimum given the others: nothing can change
                 return thresholds
             reach = _reach(conf, thresholds, i)
-            a = reach & _right_at(i, targets, correct)
-            b = reach & problem.hits(_exits_after(conf, thresholds, i + 1))
+            a = (reach & _right_at(i, targets, correct)) * problem.weights
+            b = (reach & problem.hits(_exits_after(conf, thresholds, i + 1))) * problem.weights
             cand = np.union1d(problem.cands[i], [thresholds[i]]).astype(np.float32)
             value, score = _best(cand, problem.exit(i).scores(a, b, cand))
-            score += int(np.sum(hits & ~reach))  # the queries leaving before i do not change
+            score += problem.score(hits & ~reach)  # the queries leaving before i do not change
             if score > best:
                 thresholds[i], best, improved = value, score, True
                 hits = problem.hits(_exits_after(conf, thresholds, 0))
@@ -193,29 +216,34 @@ def _coordinate_ascent(problem: _Problem, start, max_sweeps: int) -> np.ndarray:
     return thresholds
 
 
-def greedy(confidences, targets, label_match=None) -> np.ndarray:
+def greedy(confidences, targets, label_match=None, balanced: bool = False) -> np.ndarray:
     """Sequential greedy thresholds: exit by exit, assuming later exits will be right."""
-    return _greedy(_Problem(confidences, targets, label_match))
+    return _greedy(_Problem(confidences, targets, label_match, balanced))
 
 
-def coordinate_ascent(confidences, targets, start, label_match=None, max_sweeps: int = 20) -> np.ndarray:
+def coordinate_ascent(
+    confidences, targets, start, label_match=None, max_sweeps: int = 20, balanced: bool = False
+) -> np.ndarray:
     """Improve `start` one exit at a time with the exact per-exit optimum; never worse than `start`."""
-    return _coordinate_ascent(_Problem(confidences, targets, label_match), start, max_sweeps)
+    return _coordinate_ascent(_Problem(confidences, targets, label_match, balanced), start, max_sweeps)
 
 
 @jax.jit
-def _combo_scores(conf, targets, combos, correct):
+def _combo_scores(conf, targets, combos, correct, weights):
     def one(t):
         exits = assign(conf, t)
-        hit = exits == targets
-        return jnp.sum(jnp.logical_and(hit, jnp.take_along_axis(correct, exits[:, None], axis=1)[:, 0]))
+        hit = jnp.logical_and(exits == targets, jnp.take_along_axis(correct, exits[:, None], axis=1)[:, 0])
+        return jnp.sum(jnp.where(hit, weights, 0))
 
     return jax.vmap(one)(combos)
 
 
-def exhaustive(confidences, targets, label_match=None, chunk: int = 4096) -> np.ndarray:
+def exhaustive(
+    confidences, targets, label_match=None, chunk: int = 4096, balanced: bool = False
+) -> np.ndarray:
     """Every combination of candidates, evaluated in vectorized chunks (exact; small instances)."""
     conf, targets, correct = _check(confidences, targets, label_match)
+    weights = exit_weights(targets, conf.shape[1], balanced)
     cands = [candidates(conf, targets, i) for i in range(conf.shape[1] - 1)]
     grids = np.stack(np.meshgrid(*cands, indexing="ij"), axis=-1).reshape(-1, len(cands)).astype(np.float32)
     mask = np.ones_like(conf, bool) if correct is None else correct
@@ -228,8 +256,11 @@ def exhaustive(confidences, targets, label_match=None, chunk: int = 4096) -> np.
             else block
         )
         scores = np.asarray(
-            _combo_scores(jnp.asarray(conf), jnp.asarray(targets), jnp.asarray(padded), jnp.asarray(mask))
-        )
+            _combo_scores(
+                jnp.asarray(conf), jnp.asarray(targets), jnp.asarray(padded), jnp.asarray(mask),
+                jnp.asarray(weights, jnp.int32),
+            )
+        )  # fmt: skip
         scores = scores[: len(block)]
         k = int(np.argmax(scores))
         if scores[k] > best_score:
@@ -237,9 +268,10 @@ def exhaustive(confidences, targets, label_match=None, chunk: int = 4096) -> np.
     return best.astype(np.float32)
 
 
-def brute_force(confidences, targets, label_match=None) -> np.ndarray:
+def brute_force(confidences, targets, label_match=None, balanced: bool = False) -> np.ndarray:
     """Reference: a plain loop over every combination of candidates (for tests; exponential)."""
     conf, targets, correct = _check(confidences, targets, label_match)
+    weights = exit_weights(targets, conf.shape[1], balanced)
     cands = [candidates(conf, targets, i) for i in range(conf.shape[1] - 1)]
     best_score, best = -1, None
     for combo in itertools.product(*cands):
@@ -250,8 +282,8 @@ def brute_force(confidences, targets, label_match=None) -> np.ndarray:
         hit = exits == targets
         if correct is not None:
             hit &= correct[np.arange(len(targets)), exits]
-        if hit.sum() > best_score:
-            best_score, best = int(hit.sum()), t
+        if weights[hit].sum() > best_score:
+            best_score, best = int(weights[hit].sum()), t
     return best
 
 
@@ -260,6 +292,7 @@ def search_thresholds(
     target_exits,
     *,
     label_match=None,
+    balanced: bool = False,
     method: str = "auto",
     exhaustive_limit: int = 2_000_000,
 ) -> np.ndarray:
@@ -270,18 +303,20 @@ def search_thresholds(
       target_exits: int[N] 0-based exit of each query (estimated from the victim's timing).
       label_match: optional bool[N, K], the student's label at exit k equals the victim's answer;
         then a query counts only if both its exit and its label match.
+      balanced: count each target exit's queries as one equal share (module docstring) instead of
+        one per query.
       method: "auto" (exhaustive when the candidate product <= exhaustive_limit, else greedy +
         coordinate ascent), "exhaustive", "ascent", "greedy" or "brute" (plain-loop reference).
     """
     conf, targets, correct = _check(confidences, target_exits, label_match)
     if method == "brute":
-        return brute_force(conf, targets, correct)
-    problem = _Problem(conf, targets, correct)
+        return brute_force(conf, targets, correct, balanced)
+    problem = _Problem(conf, targets, correct, balanced)
     if method == "greedy":
         return _greedy(problem)
     size = np.prod([len(c) for c in problem.cands], dtype=np.float64)
     if method == "exhaustive" or (method == "auto" and size <= exhaustive_limit):
-        return exhaustive(conf, targets, correct)
+        return exhaustive(conf, targets, correct, balanced=balanced)
     if method in ("auto", "ascent"):
         return _coordinate_ascent(problem, _greedy(problem), max_sweeps=20)
     raise ValueError(f"method must be auto, exhaustive, ascent, greedy or brute; got {method!r}")

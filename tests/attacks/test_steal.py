@@ -183,6 +183,33 @@ def test_ours_copies_the_output_strategy_that_knockoffnets_misses(toy_stealing):
     assert min(r["accuracy"] for r in ours) >= 0.9  # the toy task is learnt from the answers
 
 
+def test_choose_thresholds_weighs_each_estimated_exit_equally_when_asked():
+    """StealConfig.balance_exits reaches the search as balanced=True; False (the default) counts one
+    per query (the paper's Eq. 4). Checked against the search itself on one student's confidences."""
+    from mexjax import nets, train
+    from mexjax.attacks.steal.student_training import choose_thresholds
+
+    student = nets.build("vgg16", num_classes=4, num_exits=3, width=0.0625)
+    variables = student.init(jax.random.key(0))
+    images = _toy(64, seed=3).images
+    conf = train.predict(student, variables, images).max(-1).T
+    # targets from the student's own confidences, a sparse first exit among them (on these the two
+    # weightings choose different second thresholds)
+    order = np.argsort(-conf[:, 0])
+    targets = np.full(64, 2, np.int32)
+    targets[order[:8]] = 0
+    targets[order[20:40]] = 1
+    outputs = np.full((64, 4), 0.25, np.float32)
+    for balance in (True, False):
+        config = steal.StealConfig(width=0.0625, balance_exits=balance)
+        found, how = choose_thresholds(student, variables, images, outputs, targets, config)
+        want = exits.search_thresholds(conf, targets, balanced=balance)
+        np.testing.assert_array_equal(found, want)
+        assert not np.array_equal(want, exits.search_thresholds(conf, targets, balanced=not balance))
+        assert ("each exit weighted equally" in how) == balance
+    assert not steal.StealConfig().balance_exits
+
+
 def test_labels_only_stealing_learns_the_task(toy_stealing):
     victim, queries, test = toy_stealing
     v = victim("labels")

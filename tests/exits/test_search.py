@@ -218,3 +218,60 @@ def test_greedy_and_ascent_equal_their_plain_loop_versions(seed, n, k, levels, u
         exits.coordinate_ascent(conf, targets, anywhere, match, max_sweeps=2),
         _plain_ascent(conf, targets, anywhere, match, max_sweeps=2),
     )
+
+
+# ---- balanced: each target exit's queries weigh one equal share -----------------------------------
+def _own_balanced_score(conf, targets, thresholds) -> float:
+    """Balanced share of hits, by the test's own loop: mean over the target exits present of the share
+    of their queries that exit there."""
+    exits_ = _own_exits(conf, thresholds)
+    return float(np.mean([np.mean(exits_[targets == e] == e) for e in np.unique(targets)]))
+
+
+def _own_balanced_optimum(conf, targets) -> float:
+    k = conf.shape[1]
+    options = [np.append(np.unique(conf[:, i]), np.float32(1.0)) for i in range(k - 1)]
+    grid = np.stack(np.meshgrid(*options, indexing="ij"), -1).reshape(-1, k - 1)
+    return max(_own_balanced_score(conf, targets, t) for t in grid)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 10), st.integers(2, 3))
+def test_balanced_search_reaches_an_independently_enumerated_optimum(seed, n, k):
+    conf, targets = _instance(seed, n, k)
+    for method in ("auto", "brute"):
+        found = exits.search_thresholds(conf, targets, balanced=True, method=method)
+        # the library weighs queries by integers (1e6 / count): equal to the exact shares within 1e-5
+        assert _own_balanced_score(conf, targets, found) >= _own_balanced_optimum(conf, targets) - 1e-5
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_balanced_ascent_is_never_worse_than_its_greedy_start(seed):
+    conf, targets = _instance(seed, 400, 6, realizable=True, noise=0.3)
+    start = exits.greedy(conf, targets, balanced=True)
+    improved = exits.coordinate_ascent(conf, targets, start, balanced=True)
+    assert _own_balanced_score(conf, targets, improved) >= _own_balanced_score(conf, targets, start) - 1e-9
+    assert (
+        _own_balanced_score(conf, targets, improved)
+        > _own_balanced_score(conf, targets, exits.search_thresholds(conf, targets, method="ascent")) - 1e-9
+    )  # the plain count's optimum is no better on the balanced score
+
+
+def test_balanced_keeps_a_sparse_exit_that_the_plain_count_gives_up():
+    """10 queries leave at exit 0 (confidence 0.9 there); of the 90 that go on, 65 are unsure at exit 0
+    (0.5) and 25 sure (0.95). Counted per query, letting exit 0 catch its 10 costs 25: the plain optimum
+    keeps every query to the last exit (90 of 100). Each exit's queries weighed equally: T = 0.9 gets
+    10/10 and 65/90 (1.72 of 2) against 0/10 and 90/90 (1.0)."""
+    conf = np.stack(
+        [np.r_[np.full(10, 0.9), np.full(65, 0.5), np.full(25, 0.95)], np.full(100, 0.99)], axis=1
+    ).astype(np.float32)
+    targets = np.r_[np.zeros(10), np.ones(90)].astype(np.int32)
+    plain = exits.search_thresholds(conf, targets)
+    balanced = exits.search_thresholds(conf, targets, balanced=True)
+    assert plain[0] > np.float32(0.95) and _own_score(conf, targets, plain) == 90
+    assert balanced[0] == np.float32(0.9) and _own_score(conf, targets, balanced) == 75
+    for method in ("exhaustive", "ascent", "greedy", "brute"):
+        assert exits.search_thresholds(conf, targets, balanced=True, method=method)[0] == np.float32(0.9)
+    weights = exits.exit_weights(targets, 2, balanced=True)
+    assert weights[0] == 100_000 and weights[-1] == round(1_000_000 / 90)
+    assert exits.objective(conf, targets, balanced, weights=weights) == 10 * 100_000 + 65 * 11_111

@@ -39,6 +39,11 @@ class StealConfig:
     timed_share: float = 1.0
     use_timing: bool = True  # False: baseline (no timing, no strategy loss, global threshold)
     label_match: bool = False  # threshold search counts a query only if the label matches too
+    # threshold search: True weighs each estimated exit's queries as one equal share
+    # (exits.search_thresholds balanced=True): the queries' exit mix is the attacker's (unrelated
+    # natural images mostly leave late), not the victim's in deployment. False (default): one count
+    # per query, the paper's Eq. 4. Neither wins everywhere (experiments/results/demo/rehearsals_2026-12-07)
+    balance_exits: bool = False
     augment: bool = False
     pretrained: str | None = None  # a saved model (nets.save) whose backbone warm-starts the student
     seed: int = 0
@@ -215,9 +220,13 @@ def choose_thresholds(
     probs = train.predict(student, variables, images)  # [K, N, C]
     if target_exits is not None:
         match = (probs.argmax(-1) == victim_labels[None, :]).T if config.label_match else None
-        thresholds = exits.search_thresholds(probs.max(-1).T, target_exits, label_match=match)
-        how = "output-strategy search on the queries' estimated exits" + (
-            " and labels" if match is not None else ""
+        thresholds = exits.search_thresholds(
+            probs.max(-1).T, target_exits, label_match=match, balanced=config.balance_exits
+        )
+        how = (
+            "output-strategy search on the queries' estimated exits"
+            + (" and labels" if match is not None else "")
+            + (", each exit weighted equally" if config.balance_exits else "")
         )
     else:
         thresholds = exits.sdn_global_threshold(probs, victim_labels).thresholds
