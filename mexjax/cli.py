@@ -62,6 +62,7 @@ def _cmd_demo(args) -> int:
         timed=args.timed,
         passes=args.passes,
         retime=args.retime,
+        balance_exits=args.balance_exits,
         student_epochs=args.student_epochs,
         student_width=args.student_width,
         student_batch_size=args.student_batch_size,
@@ -255,6 +256,11 @@ def _demo_command(commands, debug, common) -> None:
         "--passes", type=int, default=defaults.passes, help="ours: timing passes per timed image"
     )
     demo.add_argument("--retime", choices=("adaptive", "uniform"), default=defaults.retime)
+    demo.add_argument(
+        "--balance-exits",
+        action="store_true",
+        help="ours: search the thresholds with each estimated exit's timed images weighed equally",
+    )
     demo.add_argument("--student-epochs", type=int, default=defaults.student_epochs)
     demo.add_argument("--student-width", type=float, default=defaults.student_width)
     demo.add_argument("--student-batch-size", type=int, default=defaults.student_batch_size)

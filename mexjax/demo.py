@@ -51,6 +51,8 @@ class DemoConfig:
     timed: int = 1000  # ours: images timed `passes` times each; the rest of the budget: distinct images
     passes: int = 5  # asked once, untimed (they teach the answers, the timed ones the exits as well)
     retime: str = "uniform"  # ours: fastest of `passes` for every timed image, or "adaptive" re-timing
+    # ours: thresholds searched with each estimated exit's timed images weighed equally (StealConfig)
+    balance_exits: bool = False
     # ours; KnockoffNets as many example-steps (rounded up to whole epochs). 6 since the convolution
     # change: 405 s in all under one busy core, and our accuracy then met the utility claim (2: 214 s, not)
     student_epochs: int = 6
@@ -321,6 +323,7 @@ def _attack_part(out_dir: Path, saved, sets: dict, config: DemoConfig, pretraine
         batch_size=config.student_batch_size,
         passes=config.passes,
         retime=config.retime,
+        balance_exits=config.balance_exits,
         timed_share=min(1.0, config.timed / n_ours),
         pretrained=pretrained,
         seed=config.seed,

@@ -186,3 +186,21 @@ def test_demo_trains_what_it_cannot_load(tmp_path, monkeypatch):
     assert victim.train_subset == 640 and victim.seed == 3
     assert (student.recipe, student.input_size, student.width, student.epochs) == ("adam", 32, 0.25, 1)
     assert folder == tmp_path / "student_pretrained"
+
+
+def test_demo_flags_reach_its_config(tmp_path, monkeypatch):
+    """--balance-exits (and --retime) reach DemoConfig, which hands them to the attack's StealConfig."""
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_run(out, data_dir, config):
+        seen.append(config)
+        raise Stop
+
+    monkeypatch.setattr(demo, "run", fake_run)
+    for extra, balance in (([], False), (["--balance-exits", "--retime", "adaptive"], True)):
+        with pytest.raises(Stop):
+            cli.main(["demo", "--out", str(tmp_path / "out"), *extra])
+        assert seen[-1].balance_exits is balance and seen[-1].retime == ("adaptive" if balance else "uniform")
