@@ -189,7 +189,8 @@ def test_demo_trains_what_it_cannot_load(tmp_path, monkeypatch):
 
 
 def test_demo_flags_reach_its_config(tmp_path, monkeypatch):
-    """--balance-exits (and --retime) reach DemoConfig, which hands them to the attack's StealConfig."""
+    """--balance-exits (and --retime) reach DemoConfig (demo._attack_part copies both into the
+    attack's StealConfig; that step is not run here)."""
     seen = []
 
     class Stop(Exception):

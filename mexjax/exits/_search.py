@@ -282,8 +282,9 @@ def brute_force(confidences, targets, label_match=None, balanced: bool = False) 
         hit = exits == targets
         if correct is not None:
             hit &= correct[np.arange(len(targets)), exits]
-        if weights[hit].sum() > best_score:
-            best_score, best = int(weights[hit].sum()), t
+        score = int(weights[hit].sum())
+        if score > best_score:
+            best_score, best = score, t
     return best
 
 

@@ -36,13 +36,19 @@ def _own_score(conf, targets, thresholds, match=None):
     return int(hit.sum())
 
 
-def _own_optimum(conf, targets, match=None):
-    """The best score over every combination of thresholds that matters, enumerated here without the
-    library: for each exit, every distinct confidence value at it, and 1.0 (no query leaves: the
-    instances' confidences are below 1). Scored for all combinations at once with numpy."""
+def _own_threshold_grid(conf):
+    """Every combination of thresholds that matters, enumerated here without the library: for each
+    exit, every distinct confidence value at it, and 1.0 (no query leaves: the instances' confidences
+    are below 1). [C, K-1]"""
     k = conf.shape[1]
     options = [np.append(np.unique(conf[:, i]), np.float32(1.0)) for i in range(k - 1)]
-    grid = np.stack(np.meshgrid(*options, indexing="ij"), -1).reshape(-1, k - 1)  # [C, K-1]
+    return np.stack(np.meshgrid(*options, indexing="ij"), -1).reshape(-1, k - 1)
+
+
+def _own_optimum(conf, targets, match=None):
+    """The best score over `_own_threshold_grid`, scored for all combinations at once with numpy."""
+    k = conf.shape[1]
+    grid = _own_threshold_grid(conf)
     exits_ = np.full((len(grid), len(targets)), k - 1)
     for j in range(k - 2, -1, -1):
         exits_ = np.where(conf[None, :, j] >= grid[:, j : j + 1], j, exits_)
@@ -229,10 +235,7 @@ def _own_balanced_score(conf, targets, thresholds) -> float:
 
 
 def _own_balanced_optimum(conf, targets) -> float:
-    k = conf.shape[1]
-    options = [np.append(np.unique(conf[:, i]), np.float32(1.0)) for i in range(k - 1)]
-    grid = np.stack(np.meshgrid(*options, indexing="ij"), -1).reshape(-1, k - 1)
-    return max(_own_balanced_score(conf, targets, t) for t in grid)
+    return max(_own_balanced_score(conf, targets, t) for t in _own_threshold_grid(conf))
 
 
 @settings(max_examples=25, deadline=None)
